@@ -1,0 +1,282 @@
+"""The Allegro potential (Musaelian et al. 2022) as used by Allegro-Legato.
+
+See ``docs/architecture.md``: per-edge scalar latents x_ij and equivariant features V_ij,
+channel-wise tensor products with the centre's environment Γ_i, and a strictly local
+energy E = Σ_i σ_{z_i}·(1/√ν̄)·Σ_j E_ij + μ_{z_i}. Forces and virial come from one
+autograd call (positions and a symmetric strain).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from legato.nn.mlp import ScaledMLP
+from legato.nn.radial import BesselBasis, PolynomialCutoff
+from legato.nn.tensor_product import AllegroPaths, ChannelwiseTP, EquivariantLinear, irrep_str
+
+
+
+class Allegro(nn.Module):
+    """Allegro interatomic potential. ``model(graph) -> {energy, atomic_energy, forces,
+    virial, stress}``; see :mod:`legato.data.keys` for the graph layout."""
+
+    def __init__(
+        self,
+        type_names: Sequence[str],
+        r_max: float = 6.0,
+        l_max: int = 1,
+        parity: str = "o3_full",
+        num_layers: int = 3,
+        env_embed_multiplicity: int = 32,
+        two_body_latent_mlp_latent_dimensions: Sequence[int] = (32, 64, 128),
+        latent_mlp_latent_dimensions: Sequence[int] = (128,),
+        env_embed_mlp_latent_dimensions: Sequence[int] = (),
+        edge_eng_mlp_latent_dimensions: Sequence[int] = (32,),
+        num_bessel: int = 8,
+        polynomial_cutoff_p: float = 7.0,
+        latent_resnet: bool = True,
+        avg_num_neighbors: float = 1.0,
+        per_species_energy_shift: float | Sequence[float] = 0.0,
+        per_species_energy_scale: float | Sequence[float] = 1.0,
+        max_edges_per_chunk: int = 0,
+    ) -> None:
+        super().__init__()
+        type_names = [str(t) for t in type_names]
+        if len(set(type_names)) != len(type_names) or not type_names:
+            raise ValueError(f"type_names must be non-empty and unique, got {type_names}")
+        if r_max <= 0 or l_max < 0 or env_embed_multiplicity < 1:
+            raise ValueError("r_max > 0, l_max >= 0 and env_embed_multiplicity >= 1 required")
+        self.hparams = dict(
+            type_names=type_names,
+            r_max=float(r_max),
+            l_max=int(l_max),
+            parity=str(parity),
+            num_layers=int(num_layers),
+            env_embed_multiplicity=int(env_embed_multiplicity),
+            two_body_latent_mlp_latent_dimensions=[int(d) for d in two_body_latent_mlp_latent_dimensions],
+            latent_mlp_latent_dimensions=[int(d) for d in latent_mlp_latent_dimensions],
+            env_embed_mlp_latent_dimensions=[int(d) for d in env_embed_mlp_latent_dimensions],
+            edge_eng_mlp_latent_dimensions=[int(d) for d in edge_eng_mlp_latent_dimensions],
+            num_bessel=int(num_bessel),
+            polynomial_cutoff_p=float(polynomial_cutoff_p),
+            latent_resnet=bool(latent_resnet),
+            avg_num_neighbors=float(avg_num_neighbors),
+            per_species_energy_shift=_per_species(per_species_energy_shift, len(type_names)),
+            per_species_energy_scale=_per_species(per_species_energy_scale, len(type_names)),
+            max_edges_per_chunk=int(max_edges_per_chunk),
+        )
+        self.type_names = type_names
+        self.num_types = len(type_names)
+        self.r_max = float(r_max)
+        self.num_layers = int(num_layers)
+        self.mul = int(env_embed_multiplicity)
+        self.latent_resnet = bool(latent_resnet)
+        self.max_edges_per_chunk = int(max_edges_per_chunk)
+        self.inv_sqrt_avg_nn = 1.0 / math.sqrt(float(avg_num_neighbors))
+
+        self.paths = AllegroPaths.build(int(l_max), str(parity), self.num_layers)
+        sh = self.paths.sh_irreps
+        self.n_sh_irreps = len(sh)
+        self.sh = o3.SphericalHarmonics(
+            o3.Irreps("+".join(f"1x{irrep_str(i)}" for i in sh)), normalize=True, normalization="component"
+        )
+        self.register_buffer(
+            "sh_comp_to_irrep",
+            torch.tensor([k for k, (l, _) in enumerate(sh) for _ in range(2 * l + 1)], dtype=torch.long),
+        )
+        self.bessel = BesselBasis(self.r_max, int(num_bessel))
+        self.cutoff = PolynomialCutoff(self.r_max, float(polynomial_cutoff_p))
+
+        latent = list(two_body_latent_mlp_latent_dimensions)
+        d_latent = int(latent[-1])
+        self.two_body = ScaledMLP([2 * self.num_types + int(num_bessel)] + latent)
+        env_hidden = [int(d) for d in env_embed_mlp_latent_dimensions]
+        self.env_embed = nn.ModuleList()
+        self.tps = nn.ModuleList()
+        self.linears = nn.ModuleList()
+        self.latents = nn.ModuleList()
+        self.n_scalars: list[int] = []
+        for k in range(self.num_layers):
+            n_env = self.mul * self.n_sh_irreps * (2 if k == 0 else 1)
+            self.env_embed.append(ScaledMLP([d_latent] + env_hidden + [n_env]))
+            paths = self.paths.layers[k]
+            self.tps.append(ChannelwiseTP(self.paths.inputs[k], sh, paths))
+            self.linears.append(EquivariantLinear(paths, self.paths.outputs[k], self.mul))
+            n_s = self.paths.n_scalars(k)
+            self.n_scalars.append(n_s)
+            self.latents.append(
+                ScaledMLP([d_latent + self.mul * n_s] + [int(d) for d in latent_mlp_latent_dimensions])
+            )
+            if int(latent_mlp_latent_dimensions[-1]) != d_latent:
+                raise ValueError("latent MLP output must equal the two-body latent dimension")
+        self.edge_energy = ScaledMLP([d_latent] + [int(d) for d in edge_eng_mlp_latent_dimensions] + [1])
+        # residual mixing x <- a·x + b·x_new with c = sigmoid(θ_k), θ fixed at 0
+        self.register_buffer("resnet_theta", torch.zeros(self.num_layers))
+        self.register_buffer("energy_shift", torch.tensor(self.hparams["per_species_energy_shift"]))
+        self.register_buffer("energy_scale", torch.tensor(self.hparams["per_species_energy_scale"]))
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if torch.jit.is_scripting():  # TorchScript hosts run with grad mode on
+            return self.compute(data)
+        with torch.enable_grad():  # forces need autograd even under torch.no_grad()
+            return self.compute(data)
+
+    def compute(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # keys are literals (see legato.data.keys) so the TorchScript file is standalone
+        pos = data["pos"]
+        species = data["species"]
+        edge_index = data["edge_index"]
+        cell = data["cell"].reshape(-1, 3, 3)
+        n_atoms = pos.shape[0]
+        n_frames = cell.shape[0]
+        if "batch" in data:
+            batch = data["batch"]
+        else:
+            batch = torch.zeros(n_atoms, dtype=torch.long, device=pos.device)
+        shift = data["edge_cell_shift"]
+        create_graph = self.training
+        pos_leaf = pos.detach().requires_grad_(True) if not pos.requires_grad else pos
+        strain = torch.zeros(n_frames, 3, 3, dtype=pos.dtype, device=pos.device).requires_grad_(True)
+        sym = 0.5 * (strain + strain.transpose(1, 2))
+        pos_s = pos_leaf + torch.bmm(pos_leaf.unsqueeze(1), sym[batch]).squeeze(1)
+        cell_s = cell + torch.bmm(cell, sym)
+        edge_batch = batch[edge_index[0]]
+        n_edges = edge_index.shape[1]
+        chunk = self.max_edges_per_chunk
+        if create_graph or chunk <= 0 or n_edges <= chunk:
+            atomic = self._atomic_energy(pos_s, cell_s, species, edge_index, shift, edge_batch, n_atoms)
+            total = atomic.sum()
+            grads = torch.autograd.grad([total], [pos_leaf, strain], create_graph=create_graph)
+            g_pos, g_strain = grads[0], grads[1]
+        else:
+            # memory-bounded inference: centres in chunks, each chunk's energy
+            # differentiated on its own (E_i depends only on i's edges)
+            atomic, g_pos, g_strain = self._chunked(
+                pos_leaf, strain, pos_s, cell_s, species, edge_index, shift, edge_batch, n_atoms, chunk
+            )
+        assert g_pos is not None and g_strain is not None
+        atomic = self.energy_scale[species] * atomic + self.energy_shift[species]
+        energy = torch.zeros(n_frames, dtype=atomic.dtype, device=atomic.device).index_add(0, batch, atomic)
+        forces = -g_pos
+        virial = -g_strain
+        volume = torch.linalg.det(cell).abs()
+        safe = torch.where(volume > 0, volume, torch.ones_like(volume))
+        stress = torch.where(
+            (volume > 0).reshape(-1, 1, 1), -virial / safe.reshape(-1, 1, 1), torch.zeros_like(virial)
+        )
+        if not create_graph:
+            atomic, energy = atomic.detach(), energy.detach()
+        return {
+            "energy": energy,
+            "atomic_energy": atomic,
+            "forces": forces,
+            "virial": virial,
+            "stress": stress,
+        }
+
+    def _chunked(
+        self,
+        pos_leaf: torch.Tensor,
+        strain: torch.Tensor,
+        pos_s: torch.Tensor,
+        cell_s: torch.Tensor,
+        species: torch.Tensor,
+        edge_index: torch.Tensor,
+        shift: torch.Tensor,
+        edge_batch: torch.Tensor,
+        n_atoms: int,
+        chunk: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        order = torch.argsort(edge_index[0], stable=True)
+        ei, sh, eb = edge_index[:, order], shift[order], edge_batch[order]
+        counts = torch.bincount(ei[0], minlength=n_atoms)
+        ends = torch.cumsum(counts, 0)
+        atomic = torch.zeros(n_atoms, dtype=pos_s.dtype, device=pos_s.device)
+        g_pos = torch.zeros_like(pos_leaf)
+        g_strain = torch.zeros_like(strain)
+        n_edges = ei.shape[1]
+        start = 0
+        while start < n_edges:
+            # the largest atom boundary not beyond start + chunk (at least one atom)
+            stop_atom = int(torch.searchsorted(ends, torch.tensor(start + chunk, device=ends.device), right=True))
+            stop = int(ends[stop_atom - 1]) if stop_atom > 0 else 0
+            if stop <= start:
+                stop = int(ends[int(torch.searchsorted(ends, torch.tensor(start, device=ends.device), right=True))])
+            sl = slice(start, stop)
+            part = self._atomic_energy(pos_s, cell_s, species, ei[:, sl], sh[sl], eb[sl], n_atoms)
+            grads = torch.autograd.grad([part.sum()], [pos_leaf, strain], retain_graph=True)
+            gp, gs = grads[0], grads[1]
+            assert gp is not None and gs is not None
+            g_pos = g_pos + gp
+            g_strain = g_strain + gs
+            atomic = atomic + part.detach()
+            start = stop
+        return atomic, g_pos, g_strain
+
+    def _atomic_energy(
+        self,
+        pos: torch.Tensor,  # [n_atoms, 3]
+        cell: torch.Tensor,  # [n_frames, 3, 3]
+        species: torch.Tensor,  # [n_atoms]
+        edge_index: torch.Tensor,  # [2, n_edges]
+        shift: torch.Tensor,  # [n_edges, 3]
+        edge_batch: torch.Tensor,  # [n_edges]
+        n_atoms: int,
+    ) -> torch.Tensor:  # [n_atoms] unscaled Ẽ_i
+        center, neighbor = edge_index[0], edge_index[1]
+        vec = pos[neighbor] - pos[center] + torch.bmm(shift.unsqueeze(1), cell[edge_batch]).squeeze(1)
+        r = torch.linalg.norm(vec, dim=1)  # [n_edges]
+        u = self.cutoff(r).unsqueeze(-1)  # [n_edges, 1]
+        y = self.sh(vec)  # [n_edges, d_sh]
+        n_edges = r.shape[0]
+        m = self.mul
+        onehot = torch.nn.functional.one_hot(species, self.num_types).to(pos.dtype)
+        x = self.two_body(torch.cat([onehot[center], onehot[neighbor], self.bessel(r)], dim=1)) * u
+        mix = torch.sigmoid(self.resnet_theta)
+        coef_old = torch.rsqrt(1.0 + mix * mix)
+        coef_new = mix * coef_old
+        v = y  # placeholder type; set in layer 0
+        for k, (env_mlp, tp, linear, latent) in enumerate(
+            zip(self.env_embed, self.tps, self.linears, self.latents)
+        ):
+            w = env_mlp(x).reshape(n_edges, -1, m, self.n_sh_irreps)
+            w = w.index_select(3, self.sh_comp_to_irrep)  # [n_edges, 1|2, m, d_sh]
+            if k == 0:
+                v = w[:, 1] * y.unsqueeze(1)  # [n_edges, m, d_sh]
+            env_edge = w[:, 0] * y.unsqueeze(1)  # [n_edges, m, d_sh]
+            env = torch.zeros(n_atoms, m, env_edge.shape[2], dtype=pos.dtype, device=pos.device)
+            env = env.index_add(0, center, env_edge) * self.inv_sqrt_avg_nn
+            out = tp(v, env[center])  # [n_edges, m, d_tp]
+            scalars = out[:, :, : self.n_scalars[k]].reshape(n_edges, -1)
+            if k < self.num_layers - 1:
+                v = linear(out)
+            x_new = latent(torch.cat([x, scalars], dim=1)) * u
+            if self.latent_resnet:
+                x = coef_old[k] * x + coef_new[k] * x_new
+            else:
+                x = x_new
+        e_edge = self.edge_energy(x).squeeze(-1)  # [n_edges]
+        atomic = torch.zeros(n_atoms, dtype=pos.dtype, device=pos.device).index_add(0, center, e_edge)
+        return atomic * self.inv_sqrt_avg_nn
+
+    def extra_repr(self) -> str:
+        return f"types={self.type_names}, r_max={self.r_max}, irreps: {self.paths.describe()}"
+
+
+def _per_species(value: float | Sequence[float], n: int) -> list[float]:
+    if isinstance(value, (int, float)):
+        return [float(value)] * n
+    vals = [float(v) for v in value]
+    if len(vals) != n:
+        raise ValueError(f"expected {n} per-species values, got {len(vals)}")
+    return vals
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
