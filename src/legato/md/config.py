@@ -1,0 +1,184 @@
+"""Schema of an MD run (``legato md CONFIG.yaml``), validated with pydantic.
+
+Unknown keys are errors that name the nearest valid key. See docs/md.md for every field.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from legato.errors import LegatoError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageConfig(_Strict):
+    """One stage of the schedule. ``steps: null`` (last stage only) runs to ``steps`` in total."""
+
+    ensemble: Literal["nve", "nvt", "langevin"]
+    steps: int | None = Field(default=None, ge=0)
+    temperature_K: float | None = Field(default=None, ge=0)  # default: the run's temperature_K
+
+
+class ThermostatConfig(_Strict):
+    tau_fs: float | None = Field(default=None, gt=0)  # Nosé–Hoover damping; null = 100·timestep
+    chain_length: int = Field(default=3, ge=1)
+    friction_per_fs: float = Field(default=0.01, ge=0)  # Langevin γ
+
+
+class ReferencePotentialConfig(_Strict):
+    """A pair potential instead of a model (testing, demonstrations)."""
+
+    kind: Literal["lennard_jones", "harmonic_pairs"] = "lennard_jones"
+    epsilon_eV: float = 0.0104
+    sigma_A: float = 3.40
+    k_eV_per_A2: float = 1.0
+    r0_A: float = 1.0
+    r_max: float = 8.5
+
+
+class NeighborConfig(_Strict):
+    skin_A: float = Field(default=1.0, ge=0)
+
+
+class ChecksConfig(_Strict):
+    every: int = Field(default=10, ge=1)
+    #: "auto" = [T/2, 3T/2] (the public code's [100 K, 300 K] at 200 K); null disables
+    temperature_window_K: tuple[float, float] | Literal["auto"] | None = "auto"
+    #: σ of the training force components; "auto" = from the model file, else from step 0
+    force_sigma_eV_A: float | Literal["auto"] = "auto"
+    outlier_sigma: float = Field(default=5.0, gt=0)
+    max_force_outliers: int | None = Field(default=None, ge=0)  # null: count only
+    min_distance_A: float | None = Field(default=0.5, ge=0)
+    max_drift_eV_per_atom: float | None = Field(default=None, gt=0)
+
+
+class OutputConfig(_Strict):
+    directory: str = "md_run"
+    thermo_every: int = Field(default=10, ge=1)
+    trajectory_every: int = Field(default=100, ge=0)  # 0: no trajectory
+    checkpoint_every: int = Field(default=1000, ge=0)  # 0: only at the end
+    progress: bool = True
+
+
+class MDConfig(_Strict):
+    """An MD run: R replicas of the structure(s), a schedule of ensembles, checks, outputs."""
+
+    structure: str | list[str]  # ASE-readable file(s); replicas cycle through them
+    structure_index: int = 0  # frame of each file
+    supercell: tuple[int, int, int] = (1, 1, 1)
+    model: str | None = None  # a saved legato model
+    reference_potential: ReferencePotentialConfig | None = None
+    device: str = "cpu"
+    replicas: int = Field(default=1, ge=1)
+    seed: int = Field(default=0, ge=0)
+    timestep_fs: float = Field(default=2.0, gt=0)
+    temperature_K: float = Field(default=200.0, ge=0)
+    exact_initial_temperature: bool = True  # rescale initial velocities to exactly T
+    steps: int = Field(default=10000, ge=0)  # total over the schedule
+    schedule: list[StageConfig] = Field(
+        default_factory=lambda: [
+            StageConfig(ensemble="nvt", steps=1000),
+            StageConfig(ensemble="nve"),
+        ]
+    )
+    thermostat: ThermostatConfig = Field(default_factory=ThermostatConfig)
+    neighbor: NeighborConfig = Field(default_factory=NeighborConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MDConfig:
+        if (self.model is None) == (self.reference_potential is None):
+            raise ValueError("give exactly one of 'model' and 'reference_potential'")
+        if not self.schedule:
+            raise ValueError("schedule needs at least one stage")
+        for st in self.schedule[:-1]:
+            if st.steps is None:
+                raise ValueError("only the last schedule stage may omit 'steps'")
+        if min(self.supercell) < 1:
+            raise ValueError("supercell entries must be >= 1")
+        return self
+
+    def stage_bounds(self) -> list[tuple[int, int]]:
+        """[start, end) step of each stage; stages past ``steps`` are cut."""
+        out, start = [], 0
+        for st in self.schedule:
+            n = self.steps - start if st.steps is None else st.steps
+            end = min(start + max(n, 0), self.steps)
+            out.append((start, end))
+            start = end
+        return out
+
+    def temperature_window(self) -> tuple[float, float] | None:
+        w = self.checks.temperature_window_K
+        if w == "auto":
+            return (0.5 * self.temperature_K, 1.5 * self.temperature_K)
+        return None if w is None else (float(w[0]), float(w[1]))
+
+
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at ``loc`` (for key suggestions)."""
+    cls: Any = root
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fld = (
+            cls.model_fields.get(part)
+            if isinstance(cls, type) and issubclass(cls, BaseModel)
+            else None
+        )
+        if fld is None:
+            return None
+        ann = fld.annotation
+        cand = [
+            a
+            for a in getattr(ann, "__args__", (ann,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not cand:
+            inner = getattr(ann, "__args__", ())
+            cand = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not cand:
+            return None
+        cls = cand[0]
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def validate_config(data: dict) -> MDConfig:
+    """Validate a config dict; errors become one LegatoError line."""
+    if not isinstance(data, dict):
+        raise LegatoError("MD config must be a mapping of keys to values")
+    try:
+        return MDConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc) or "config"
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(loc, MDConfig)
+            valid = list(owner.model_fields) if owner is not None else []
+            near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else f" (valid: {', '.join(valid)})"
+            raise LegatoError(f"unknown key '{where}' in MD config{hint}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise LegatoError(f"invalid MD config at '{where}': {msg}") from None
+
+
+def load_config(path: str | Path) -> MDConfig:
+    """Read and validate a YAML MD config."""
+    path = Path(path)
+    if not path.exists():
+        raise LegatoError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise LegatoError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    return validate_config(data or {})

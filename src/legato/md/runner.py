@@ -1,0 +1,558 @@
+"""The MD run loop: schedule of ensembles, failure checks, outputs, checkpoints, summary.
+
+Outputs (in ``output.directory``): ``thermo.csv`` (every ``thermo_every`` steps, one row per
+replica), ``checks.csv`` (every check: temperature, largest force, force-outlier count,
+closest pair, drift, status), ``traj_XXX.extxyz`` per replica (ASE-readable, every
+``trajectory_every`` steps), ``failures.csv`` and ``last_good_XXX.extxyz`` for replicas that
+failed, ``checkpoint.pt`` (exact restart, atomic write), ``resolved_config.yaml`` and
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from tqdm import tqdm
+
+from legato.errors import LegatoError
+from legato.md.config import MDConfig, validate_config
+from legato.md.failure import CheckResult, Failure, FailureDetector, nonfinite_replicas
+from legato.md.forces import ForceField
+from legato.md.integrators import Integrator, make_integrator, maxwell_boltzmann
+from legato.md.state import MDState, state_from_atoms
+
+THERMO_FIELDS = [
+    "step",
+    "time_fs",
+    "stage",
+    "ensemble",
+    "replica",
+    "n_atoms",
+    "temperature_K",
+    "potential_eV",
+    "kinetic_eV",
+    "total_eV",
+    "conserved_eV",
+]
+CHECK_FIELDS = [
+    "step",
+    "replica",
+    "temperature_K",
+    "max_force_eV_A",
+    "n_force_outliers",
+    "min_distance_A",
+    "drift_eV_per_atom",
+    "status",
+]
+FAILURE_FIELDS = [
+    "replica",
+    "step",
+    "reason",
+    "stage",
+    "steps_in_stage",
+    "last_good_step",
+    "detail",
+]
+CHECKPOINT = "checkpoint.pt"
+
+
+def replica_seeds(seed: int, n: int) -> list[int]:
+    """Independent, well-mixed 31-bit seeds for replicas 0..n−1 of a run with ``seed``."""
+    return [int(np.random.SeedSequence([seed, r]).generate_state(1)[0] >> 1) for r in range(n)]
+
+
+def type_names_of(potential: torch.nn.Module, atoms_list: Sequence[Atoms]) -> list[str]:
+    names = getattr(potential, "type_names", None) or getattr(potential, "hparams", {}).get(
+        "type_names"
+    )
+    if names:
+        return list(names)
+    return sorted({s for a in atoms_list for s in a.get_chemical_symbols()})
+
+
+def model_force_sigma(potential: torch.nn.Module) -> float | None:
+    """σ of the training force components if the model file recorded it (``extra``)."""
+    extra = getattr(potential, "extra", None) or {}
+    for key in ("force_std", "force_sigma"):
+        if key in extra:
+            return float(extra[key])
+    stats = extra.get("stats") or extra.get("dataset_statistics") or {}
+    if isinstance(stats, dict) and "force_std" in stats:
+        return float(stats["force_std"])
+    return None
+
+
+@dataclass
+class MDResult:
+    state: MDState  # surviving replicas at the end
+    failures: list[Failure]
+    summary: dict
+    thermo: list[dict] = field(default_factory=list)  # kept only without an output directory
+    checks: list[dict] = field(default_factory=list)
+
+
+class _Files:
+    """Append-only outputs whose sizes are recorded in checkpoints (truncated on resume)."""
+
+    def __init__(self, directory: Path | None):
+        self.dir = directory
+        self._handles: dict[str, object] = {}
+
+    def _handle(self, name: str):
+        if name not in self._handles:
+            self._handles[name] = open(self.dir / name, "a", newline="")  # noqa: SIM115
+        return self._handles[name]
+
+    def rows(self, name: str, fields: list[str], rows: list[dict]) -> None:
+        if self.dir is None or not rows:
+            return
+        fh = self._handle(name)
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        if fh.tell() == 0:
+            writer.writeheader()
+        writer.writerows(rows)
+
+    def frame(self, name: str, atoms: Atoms) -> None:
+        if self.dir is None:
+            return
+        import ase.io
+
+        ase.io.write(self._handle(name), atoms, format="extxyz")
+
+    def sizes(self) -> dict[str, int]:
+        self.flush()
+        if self.dir is None:
+            return {}
+        return {
+            p.name: p.stat().st_size
+            for p in self.dir.iterdir()
+            if p.suffix in (".csv", ".extxyz") and p.is_file()
+        }
+
+    def flush(self) -> None:
+        for fh in self._handles.values():
+            fh.flush()
+
+    def close(self) -> None:
+        for fh in self._handles.values():
+            fh.close()
+        self._handles.clear()
+
+    def truncate_to(self, sizes: dict[str, int]) -> None:
+        """Make the outputs exactly what they were at the checkpoint."""
+        for p in self.dir.iterdir():
+            if p.suffix not in (".csv", ".extxyz") or not p.is_file():
+                continue
+            if p.name not in sizes:
+                p.unlink()  # written after the checkpoint; the resumed run writes it again
+            elif p.stat().st_size > sizes[p.name]:
+                with open(p, "r+b") as fh:
+                    fh.truncate(sizes[p.name])
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+#: config fields that may differ between a checkpoint and the resuming run
+_RESUMABLE_CHANGES = {"steps", "output", "device"}
+
+
+class MDRunner:
+    """Runs R replicas of ``atoms_list`` (cycled) with ``potential`` as the config says."""
+
+    def __init__(
+        self,
+        potential: torch.nn.Module,
+        atoms_list: Sequence[Atoms],
+        config: MDConfig | dict,
+        output_dir: str | Path | None = None,
+        type_names: Sequence[str] | None = None,
+        force_sigma_eV_A: float | None = None,
+    ):
+        self.config = config if isinstance(config, MDConfig) else validate_config(config)
+        cfg = self.config
+        if not atoms_list:
+            raise LegatoError("no structures given for MD")
+        self.potential = potential
+        self.type_names = list(type_names or type_names_of(potential, atoms_list))
+        self.structures = [
+            a.repeat(cfg.supercell) if cfg.supercell != (1, 1, 1) else a.copy() for a in atoms_list
+        ]
+        self.dir = None if output_dir is None else Path(output_dir)
+        self.files = _Files(self.dir)
+        self.ff = ForceField(potential, skin_A=cfg.neighbor.skin_A, device=cfg.device)
+        sigma = force_sigma_eV_A
+        self.sigma_source = "argument"
+        if sigma is None and cfg.checks.force_sigma_eV_A != "auto":
+            sigma, self.sigma_source = float(cfg.checks.force_sigma_eV_A), "config"
+        if sigma is None:
+            sigma = model_force_sigma(potential)
+            self.sigma_source = "model file"
+        self.detector = FailureDetector(
+            every=cfg.checks.every,
+            temperature_window_K=cfg.temperature_window(),
+            force_sigma_eV_A=sigma,  # None until step 0 is known (then from the initial forces)
+            outlier_sigma=cfg.checks.outlier_sigma,
+            max_force_outliers=cfg.checks.max_force_outliers,
+            min_distance_A=cfg.checks.min_distance_A,
+            max_drift_eV_per_atom=cfg.checks.max_drift_eV_per_atom,
+        )
+        self.failures: list[Failure] = []
+        self.thermo: list[dict] = []
+        self.checks: list[dict] = []
+        self.stage = 0
+        self.conserved_ref: torch.Tensor | None = None
+        self.last_good: MDState | None = None
+        self.state: MDState | None = None
+        self.wall_before = 0.0  # wall time of earlier sessions (resume)
+
+    # ------------------------------------------------------------------ set-up
+    def initial_state(self) -> MDState:
+        cfg = self.config
+        atoms = [self.structures[r % len(self.structures)] for r in range(cfg.replicas)]
+        state = state_from_atoms(
+            atoms, self.type_names, seeds=replica_seeds(cfg.seed, cfg.replicas)
+        )
+        return maxwell_boltzmann(state, cfg.temperature_K, exact=cfg.exact_initial_temperature)
+
+    def integrator(self, k: int) -> Integrator:
+        cfg, st = self.config, self.config.schedule[k]
+        return make_integrator(
+            st.ensemble,
+            cfg.timestep_fs,
+            cfg.temperature_K if st.temperature_K is None else st.temperature_K,
+            tau_fs=cfg.thermostat.tau_fs,
+            chain_length=cfg.thermostat.chain_length,
+            friction_per_fs=cfg.thermostat.friction_per_fs,
+        )
+
+    def _prepare_directory(self, resume: bool) -> None:
+        if self.dir is None:
+            if resume:
+                raise LegatoError("resume needs an output directory")
+            return
+        ckpt = self.dir / CHECKPOINT
+        if resume:
+            if not ckpt.exists():
+                raise LegatoError(f"no checkpoint to resume from in {self.dir}")
+            return
+        if self.dir.exists() and any(self.dir.iterdir()):
+            raise LegatoError(
+                f"output directory {self.dir} is not empty; resume it or choose another directory"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> None:
+        if self.dir is None:
+            return
+        blob = {
+            "format": "legato-md-checkpoint-v1",
+            "config": self.config.model_dump(mode="json"),
+            "state": self.state.state_dict(),
+            "stage": self.stage,
+            "conserved_ref": self.conserved_ref,
+            "last_good": None if self.last_good is None else self.last_good.state_dict(),
+            "failures": self.failures,
+            "force_sigma": self.detector.force_sigma,
+            "sigma_source": self.sigma_source,
+            "file_sizes": self.files.sizes(),
+            "wall_time_s": self.wall_before + (time.perf_counter() - self._t0),
+            "type_names": self.type_names,
+        }
+        _atomic_torch_save(blob, self.dir / CHECKPOINT)
+
+    def load_checkpoint(self) -> None:
+        blob = torch.load(self.dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        if blob.get("format") != "legato-md-checkpoint-v1":
+            raise LegatoError(f"{self.dir / CHECKPOINT} is not a legato MD checkpoint")
+        old, new = blob["config"], self.config.model_dump(mode="json")
+        for key in sorted(set(old) | set(new)):
+            if key not in _RESUMABLE_CHANGES and old.get(key) != new.get(key):
+                raise LegatoError(
+                    f"config key '{key}' differs from the checkpoint's; cannot resume"
+                )
+        self.state = MDState.from_state_dict(blob["state"])
+        self.stage = blob["stage"]
+        self.conserved_ref = blob["conserved_ref"]
+        self.last_good = (
+            None if blob["last_good"] is None else MDState.from_state_dict(blob["last_good"])
+        )
+        self.failures = list(blob["failures"])
+        self.detector.force_sigma = blob["force_sigma"]
+        self.sigma_source = blob["sigma_source"]
+        self.wall_before = float(blob["wall_time_s"])
+        self.files.truncate_to(blob["file_sizes"])
+
+    # ------------------------------------------------------------------ recording
+    def _record_thermo(self, integ: Integrator) -> None:
+        s = self.state
+        ke, h, temp = s.kinetic_energy(), integ.conserved(s), s.temperature_K()
+        n = s.atoms_per_replica()
+        rows = [
+            {
+                "step": s.step,
+                "time_fs": s.step * self.config.timestep_fs,
+                "stage": self.stage,
+                "ensemble": integ.ensemble,
+                "replica": int(rid),
+                "n_atoms": int(n[r]),
+                "temperature_K": float(temp[r]),
+                "potential_eV": float(s.energy[r]),
+                "kinetic_eV": float(ke[r]),
+                "total_eV": float(s.energy[r] + ke[r]),
+                "conserved_eV": float(h[r]),
+            }
+            for r, rid in enumerate(s.replica_ids.tolist())
+        ]
+        self.files.rows("thermo.csv", THERMO_FIELDS, rows)
+        if self.dir is None:
+            self.thermo.extend(rows)
+
+    def _frame(self, state: MDState, r: int, info: dict | None = None) -> Atoms:
+        atoms = state.to_atoms(r, self.type_names)
+        sl = state.atom_slice(r)
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=float(state.energy[r]), forces=state.forces[sl].numpy().copy()
+        )
+        atoms.info.update(
+            {
+                "step": state.step,
+                "time_fs": state.step * self.config.timestep_fs,
+                "replica": int(state.replica_ids[r]),
+            }
+        )
+        atoms.info.update(info or {})
+        return atoms
+
+    def _record_frames(self) -> None:
+        for r, rid in enumerate(self.state.replica_ids.tolist()):
+            self.files.frame(f"traj_{rid:03d}.extxyz", self._frame(self.state, r))
+
+    def _check(self, integ: Integrator, full: bool) -> None:
+        """Run the detectors (``full``) or only the every-step non-finite guard; drop failures."""
+        s = self.state
+        bad = nonfinite_replicas(s)
+        errors = {rid: msg for rid, msg in self.ff.errors.items() if rid in s.replica_ids.tolist()}
+        if not full and not bool(bad.any()) and not errors:
+            return
+        res = self.detector.check(
+            s, integ.conserved(s), self.conserved_ref, self.ff.min_distance(s.n_replicas), errors
+        )
+        if not full:  # only the guard's own detectors count between checks
+            res.reasons = [
+                [x for x in rs if x in ("nonfinite", "potential_error")] for rs in res.reasons
+            ]
+        else:
+            rows = res.rows()
+            self.files.rows("checks.csv", CHECK_FIELDS, rows)
+            if self.dir is None:
+                self.checks.extend(rows)
+        failed = res.failed
+        if bool(failed.any()):
+            self._fail(res, failed, errors)
+        if full:
+            self.last_good = self.state
+
+    def _fail(self, res: CheckResult, failed: torch.Tensor, errors: dict[int, str]) -> None:
+        start = self.config.stage_bounds()[self.stage][0]
+        new_failures = []
+        for r in torch.nonzero(failed).flatten().tolist():
+            rid = res.replica_ids[r]
+            good_atoms, good_step = None, -1
+            lg = self.last_good
+            if lg is not None and rid in lg.replica_ids.tolist():
+                gr = lg.replica_ids.tolist().index(rid)
+                good_atoms, good_step = self._frame(lg, gr), lg.step
+            f = Failure(
+                replica=rid,
+                step=res.step,
+                reason=res.reasons[r][0],
+                detail=self.detector.describe(res, r, errors),
+                stage=self.stage,
+                steps_in_stage=res.step - start,
+                last_good_step=good_step,
+                last_good=good_atoms,
+            )
+            new_failures.append(f)
+            if good_atoms is not None:
+                good_atoms.info.update({"failure_step": f.step, "reason": f.reason})
+                self.files.frame(f"last_good_{rid:03d}.extxyz", good_atoms)
+            self.ff.errors.pop(rid, None)
+        self.failures.extend(new_failures)
+        self.files.rows("failures.csv", FAILURE_FIELDS, [f.row() for f in new_failures])
+        keep = ~failed
+        self.state = self.state.select(keep)
+        self.conserved_ref = self.conserved_ref[keep]
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, resume: bool = False) -> MDResult:
+        cfg = self.config
+        self._prepare_directory(resume)
+        self._t0 = time.perf_counter()
+        if resume:
+            self.load_checkpoint()
+        else:
+            self.state = self.initial_state()
+            if self.dir is not None:
+                _atomic_write_text(
+                    self.dir / "resolved_config.yaml",
+                    yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+                )
+        bounds = cfg.stage_bounds()
+        first_step = self.state.step
+        pbar = tqdm(
+            total=cfg.steps,
+            initial=first_step,
+            desc="md",
+            unit="step",
+            disable=not cfg.output.progress,
+            dynamic_ncols=True,
+        )
+        try:
+            for k in range(self.stage, len(bounds)):
+                start, end = bounds[k]
+                if end <= start or self.state.step >= end or self.state.n_replicas == 0:
+                    continue
+                integ = self.integrator(k)
+                if self.state.step == start:  # a fresh stage (a resumed one keeps its variables)
+                    self.stage = k
+                    self.state = integ.init(self.state, self.ff)
+                    self.conserved_ref = integ.conserved(self.state)
+                    if start == 0:
+                        self._start_of_run(integ)
+                while self.state.step < end and self.state.n_replicas > 0:
+                    self.state = integ.step(self.state, self.ff)
+                    step = self.state.step
+                    self._check(integ, full=self.detector.due(step))
+                    if self.state.n_replicas and step % cfg.output.thermo_every == 0:
+                        self._record_thermo(integ)
+                    if (
+                        self.state.n_replicas
+                        and cfg.output.trajectory_every
+                        and (step % cfg.output.trajectory_every == 0)
+                    ):
+                        self._record_frames()
+                    if cfg.output.checkpoint_every and step % cfg.output.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    pbar.update(1)
+                    pbar.set_postfix(alive=self.state.n_replicas, refresh=False)
+            self.save_checkpoint()
+        finally:
+            pbar.close()
+            self.files.close()
+        summary = self.summary(first_step)
+        if self.dir is not None:
+            _atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
+        return MDResult(self.state, self.failures, summary, self.thermo, self.checks)
+
+    def _start_of_run(self, integ: Integrator) -> None:
+        if self.detector.force_sigma is None:  # σ from the initial forces of all replicas
+            self.detector.force_sigma = float(self.state.forces.std())
+            self.sigma_source = "initial forces"
+        self._check(integ, full=True)
+        if self.state.n_replicas:
+            self._record_thermo(integ)
+            if self.config.output.trajectory_every:
+                self._record_frames()
+
+    def summary(self, first_step: int) -> dict:
+        cfg, s = self.config, self.state
+        wall = time.perf_counter() - self._t0
+        steps = s.step - first_step
+        n_atoms = [len(self.structures[r % len(self.structures)]) for r in range(cfg.replicas)]
+        return {
+            "replicas": cfg.replicas,
+            "atoms_per_replica": n_atoms,
+            "steps_requested": cfg.steps,
+            "last_step": s.step,
+            "alive": s.replica_ids.tolist(),
+            "failed": [f.row() for f in self.failures],
+            "stages": [
+                {"ensemble": st.ensemble, "start": b[0], "end": b[1]}
+                for st, b in zip(cfg.schedule, cfg.stage_bounds(), strict=True)
+            ],
+            "force_sigma_eV_A": self.detector.force_sigma,
+            "force_sigma_source": self.sigma_source,
+            "wall_time_s": self.wall_before + wall,
+            "steps_per_s_this_session": steps / wall if wall > 0 else None,
+            "model_calls": self.ff.n_calls,
+            "neighbor_list_builds": self.ff.neighbors.n_builds,
+        }
+
+
+def format_summary(summary: dict) -> str:
+    """A few lines for the terminal."""
+    lines = [
+        f"MD: {summary['replicas']} replicas, last step {summary['last_step']}/"
+        f"{summary['steps_requested']}, {len(summary['alive'])} alive, "
+        f"{len(summary['failed'])} failed",
+    ]
+    for f in summary["failed"]:
+        lines.append(
+            f"  replica {f['replica']}: failed at step {f['step']} "
+            f"({f['steps_in_stage']} steps into stage {f['stage']}): {f['detail']}"
+        )
+    sps = summary["steps_per_s_this_session"]
+    if sps:
+        lines.append(
+            f"  {sps:.2f} steps/s, {summary['model_calls']} model calls, "
+            f"{summary['neighbor_list_builds']} neighbour-list builds"
+        )
+    return "\n".join(lines)
+
+
+def run_md(
+    atoms: Atoms | Sequence[Atoms],
+    potential: torch.nn.Module,
+    config: MDConfig | dict | None = None,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    **overrides,
+) -> MDResult:
+    """Run batched MD from Python. ``config`` fields may also be given as keywords
+    (e.g. ``replicas=4, steps=2000``); ``structure`` is not needed here."""
+    data = config.model_dump() if isinstance(config, MDConfig) else dict(config or {})
+    data.update(overrides)
+    data.setdefault("structure", "<ase.Atoms>")
+    if data.get("model") is None and data.get("reference_potential") is None:
+        data["model"] = "<torch.nn.Module>"
+    if output_dir is None:
+        data.setdefault("output", {})
+        out = data["output"] if isinstance(data["output"], dict) else data["output"].model_dump()
+        out.setdefault("progress", False)
+        data["output"] = out
+    cfg = validate_config(data)
+    atoms_list = [atoms] if isinstance(atoms, Atoms) else list(atoms)
+    runner = MDRunner(potential, atoms_list, cfg, output_dir=output_dir)
+    return runner.run(resume=resume)
+
+
+__all__ = ["MDResult", "MDRunner", "format_summary", "replica_seeds", "run_md"]
