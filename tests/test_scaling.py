@@ -348,3 +348,17 @@ def test_analyse_table_notes_missing_fits():
     res = analyse_table(single, n_boot=50)[0]
     assert res.fits == {} and any("two system sizes" in s for s in res.notes)
     assert len(res.sizes) == 1
+
+
+def test_read_outlier_csv_columns(tmp_path):
+    from legato.analysis.plots import read_outlier_csv
+
+    p = tmp_path / "checks.csv"
+    p.write_text("step,replica,n_force_outliers,model\n20,0,4,A\n10,0,2,A\n10,1,7,A\n")
+    runs = read_outlier_csv(p)
+    np.testing.assert_array_equal(runs[("A", "0")][0], [10, 20])  # sorted by step
+    np.testing.assert_array_equal(runs[("A", "0")][1], [2, 4])
+    assert set(runs) == {("A", "0"), ("A", "1")}
+    p.write_text("step,outliers\n1,2\n")
+    with pytest.raises(LegatoError, match="model"):
+        read_outlier_csv(p)

@@ -5,7 +5,8 @@
 * :func:`plot_survival` — Kaplan–Meier survival curves, one panel per model, one curve
   (with confidence band, ``+`` = censored run) per size.
 * :func:`plot_outliers` — paper Fig. 1: force-outlier count vs MD step from a CSV with
-  columns ``step, outliers, model`` (optional ``run`` separates several runs of a model).
+  columns ``step, outliers, model`` (optional ``run`` separates several runs of a model;
+  ``legato md``'s ``checks.csv`` names ``n_force_outliers`` and ``replica`` are accepted).
 """
 
 from __future__ import annotations
@@ -154,17 +155,20 @@ def read_outlier_csv(path: str | os.PathLike) -> dict[tuple[str, str], tuple[np.
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
-        missing = [c for c in ("step", "outliers", "model") if c not in header]
+        # legato md's checks.csv names: n_force_outliers, replica
+        col_out = "outliers" if "outliers" in header else "n_force_outliers"
+        col_run = "run" if "run" in header else "replica"
+        missing = [c for c in ("step", col_out, "model") if c not in header]
         if missing:
             raise LegatoError(f"{path}: missing column(s) {', '.join(missing)} "
                               "(need step, outliers, model[, run])")
         runs: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for lineno, row in enumerate(reader, start=2):
             try:
-                step, count = int(row["step"]), float(row["outliers"])
+                step, count = int(row["step"]), float(row[col_out])
             except (TypeError, ValueError):
                 raise LegatoError(f"{path}, line {lineno}: step/outliers must be numbers") from None
-            runs.setdefault((row["model"], row.get("run") or ""), []).append((step, count))
+            runs.setdefault((row["model"], row.get(col_run) or ""), []).append((step, count))
     if not runs:
         raise LegatoError(f"{path}: no data rows")
     out = {}
