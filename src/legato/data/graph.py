@@ -51,8 +51,7 @@ def species_index(symbols: Sequence[str], type_names: Sequence[str]) -> np.ndarr
     unknown = sorted(set(symbols) - set(lookup))
     if unknown:
         raise LegatoError(
-            f"element(s) {', '.join(unknown)} not known to the model "
-            f"(model types: {', '.join(type_names)})"
+            f"element(s) {', '.join(unknown)} not known to the model (model types: {', '.join(type_names)})"
         )
     return np.fromiter((lookup[s] for s in symbols), dtype=np.int64, count=len(symbols))
 
@@ -74,7 +73,7 @@ def frame_labels(atoms: Atoms) -> dict[str, np.ndarray]:
     if s is not None:
         s = np.asarray(s, dtype=np.float64)
         if s.shape == (6,):
-            from ase.constraints import voigt_6_to_full_3x3_stress
+            from ase.stress import voigt_6_to_full_3x3_stress
 
             s = voigt_6_to_full_3x3_stress(s)
         out[K.STRESS] = s.reshape(1, 3, 3)

@@ -54,9 +54,7 @@ def make_calculator(name: str, settings: dict[str, Any] | None = None) -> Calcul
     kind, _, rest = name.partition(":")
     if kind == "tblite":
         if rest not in _tblite_methods():
-            raise LegatoError(
-                f"unknown tblite method {rest!r}: choose one of {', '.join(_tblite_methods())}"
-            )
+            raise LegatoError(f"unknown tblite method {rest!r}: choose one of {', '.join(_tblite_methods())}")
         try:
             from tblite.ase import TBLite
         except ImportError:
@@ -79,8 +77,7 @@ def make_calculator(name: str, settings: dict[str, Any] | None = None) -> Calcul
             raise LegatoError(f"cannot import calculator factory {rest!r}") from None
         return factory(**settings)
     raise LegatoError(
-        f"unknown calculator {name!r}: use tblite:GFN1-xTB, tblite:GFN2-xTB, emt, lj or "
-        "python:module:factory"
+        f"unknown calculator {name!r}: use tblite:GFN1-xTB, tblite:GFN2-xTB, emt, lj or python:module:factory"
     )
 
 
@@ -241,8 +238,7 @@ def label_frames(
     out_path = Path(out_path)
     if out_path.suffix == ".gz":
         raise LegatoError(
-            "label output must be a plain .extxyz file (appendable, crash-safe); "
-            "compress it afterwards"
+            "label output must be a plain .extxyz file (appendable, crash-safe); compress it afterwards"
         )
     if workers < 1:
         raise LegatoError(f"workers must be at least 1, got {workers}")
@@ -263,10 +259,16 @@ def label_frames(
     n_ok, n_fail, t_sum = 0, 0, 0.0
     t_wall = time.perf_counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "a") as fh, tqdm(
-        total=len(frames), initial=len(frames) - len(todo), desc="label", unit="frame",
-        disable=not progress,
-    ) as bar:
+    with (
+        open(out_path, "a") as fh,
+        tqdm(
+            total=len(frames),
+            initial=len(frames) - len(todo),
+            desc="label",
+            unit="frame",
+            disable=not progress,
+        ) as bar,
+    ):
         for index, atoms, err, dt in _run(todo, calculator, settings, workers, threads_per_worker):
             t_sum += dt
             if atoms is None:

@@ -160,9 +160,7 @@ def build_liquid(
     return atoms
 
 
-def _check_packable(
-    mol: Atoms, n_molecules: int, length: float, min_distance_A: float, formula: str
-) -> None:
+def _check_packable(mol: Atoms, n_molecules: int, length: float, min_distance_A: float, formula: str) -> None:
     """Reject densities no random packing can reach before trying: the box must exceed the
     molecules' excluded volume (one sphere of radius min_distance/2 per atom, at the
     random-close-packing fraction 0.64)."""
@@ -187,7 +185,10 @@ def set_deuterium_masses(atoms: Atoms) -> None:
 def paper_box(seed: int = 0, deuterium: bool = True) -> Atoms:
     """A freshly packed box like the paper's: 108 ND3 in a 16.515 Å cube (432 atoms)."""
     return build_liquid(
-        "NH3", PAPER_BOX_MOLECULES, box_length_A=PAPER_BOX_LENGTH_A, seed=seed,
+        "NH3",
+        PAPER_BOX_MOLECULES,
+        box_length_A=PAPER_BOX_LENGTH_A,
+        seed=seed,
         deuterium=deuterium,
     )
 

@@ -49,4 +49,3 @@ def neighbor_list(
     s = np.asarray(s, dtype=np.int64).reshape(-1, 3)
     order = np.lexsort((j, i))
     return np.stack([i[order], j[order]]), s[order]
-

@@ -105,16 +105,22 @@ def run_trajectory(traj: Trajectory, out_dir: str | Path) -> dict[str, Any]:
         last = done[-1]
         step = int(last.info["step"])
         atoms = build_liquid(
-            traj.molecule, traj.molecules, density_g_cm3=traj.density_g_cm3,
-            seed=traj.box_seed, deuterium=traj.deuterium,
+            traj.molecule,
+            traj.molecules,
+            density_g_cm3=traj.density_g_cm3,
+            seed=traj.box_seed,
+            deuterium=traj.deuterium,
         )
         atoms.positions = last.positions
         atoms.set_momenta(last.get_momenta())
     else:
         step = 0
         atoms = build_liquid(
-            traj.molecule, traj.molecules, density_g_cm3=traj.density_g_cm3,
-            seed=traj.box_seed, deuterium=traj.deuterium,
+            traj.molecule,
+            traj.molecules,
+            density_g_cm3=traj.density_g_cm3,
+            seed=traj.box_seed,
+            deuterium=traj.deuterium,
         )
         rng = np.random.default_rng([traj.box_seed, 0])
         MaxwellBoltzmannDistribution(atoms, temperature_K=traj.temperature_K, rng=rng)
@@ -141,8 +147,11 @@ def run_trajectory(traj: Trajectory, out_dir: str | Path) -> dict[str, Any]:
             equil = step < traj.equil_steps
             friction = traj.equil_friction_per_fs if equil else traj.friction_per_fs
             dyn = Langevin(
-                atoms, timestep=traj.timestep_fs * FS, temperature_K=traj.temperature_K,
-                friction=friction / FS, fixcm=False,
+                atoms,
+                timestep=traj.timestep_fs * FS,
+                temperature_K=traj.temperature_K,
+                friction=friction / FS,
+                fixcm=False,
                 rng=np.random.default_rng([traj.box_seed, 1, step]),
             )
             # run to the next stored step (or the end of equilibration) in one call
@@ -163,16 +172,22 @@ def run_trajectory(traj: Trajectory, out_dir: str | Path) -> dict[str, Any]:
             intact = intact_molecules(atoms, traj.molecule)
             n_broken += not intact
             info = {
-                **info_common, "step": step, "time_fs": step * traj.timestep_fs,
-                "T_inst_K": round(_instantaneous_T(atoms), 2), "intact": bool(intact),
+                **info_common,
+                "step": step,
+                "time_fs": step * traj.timestep_fs,
+                "T_inst_K": round(_instantaneous_T(atoms), 2),
+                "intact": bool(intact),
             }
             frame = labelled_copy(atoms, labels, info)
             frame.set_momenta(atoms.get_momenta())
             append_frame(fh, frame)
             n_written += 1
     return {
-        "name": traj.name, "frames_written": n_written, "frames_resumed": len(done),
-        "broken_frames": n_broken, "wall_seconds": time.perf_counter() - t0,
+        "name": traj.name,
+        "frames_written": n_written,
+        "frames_resumed": len(done),
+        "broken_frames": n_broken,
+        "wall_seconds": time.perf_counter() - t0,
     }
 
 
@@ -207,9 +222,10 @@ def run_md(
     os.environ["OMP_NUM_THREADS"] = "1"
     results: list[dict[str, Any]] = []
     try:
-        with ctx.Pool(max(1, workers)) as pool, tqdm(
-            total=total, desc="QM MD", unit="frame", disable=not progress
-        ) as bar:
+        with (
+            ctx.Pool(max(1, workers)) as pool,
+            tqdm(total=total, desc="QM MD", unit="frame", disable=not progress) as bar,
+        ):
             job = pool.map_async(_run_one, [(t, str(out_dir)) for t in trajectories], 1)
             while not job.ready():
                 job.wait(5.0)
@@ -324,7 +340,9 @@ def _derived_info(parent: Atoms, source: str, **extra: float) -> dict[str, Any]:
 
 
 def split_indices(
-    frames: Sequence[Atoms], seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    frames: Sequence[Atoms],
+    seed: int,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     n_blocks: int = 10,
 ) -> dict[str, list[int]]:
     """Seeded train/validation/test split by contiguous time blocks within each trajectory.
@@ -390,8 +408,9 @@ def finalize(
             fh.write(frame_text(a))
     os.replace(tmp, out_path)
     counts = {k: len(v) for k, v in split.items()}
-    write_json_atomic(split_path, {"seed": seed, "scheme": "time blocks per trajectory",
-                                   "counts": counts, **split})
+    write_json_atomic(
+        split_path, {"seed": seed, "scheme": "time blocks per trajectory", "counts": counts, **split}
+    )
     return {"frames": len(frames), **counts}
 
 

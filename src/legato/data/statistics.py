@@ -43,8 +43,7 @@ def dataset_statistics(graphs: Sequence[dict[str, torch.Tensor]], n_species: int
         f_rms = float(f.pow(2).mean().sqrt())
         f_std = float(f.std())
         f_rms_s = [
-            float(f[s == k].pow(2).mean().sqrt()) if bool((s == k).any()) else 0.0
-            for k in range(n_species)
+            float(f[s == k].pow(2).mean().sqrt()) if bool((s == k).any()) else 0.0 for k in range(n_species)
         ]
     return DatasetStats(avg_nn, shifts, f_rms, f_rms_s, f_std, len(graphs))
 

@@ -20,7 +20,6 @@ from legato.nn.radial import BesselBasis, PolynomialCutoff
 from legato.nn.tensor_product import AllegroPaths, ChannelwiseTP, EquivariantLinear, irrep_str
 
 
-
 class Allegro(nn.Module):
     """Allegro interatomic potential. ``model(graph) -> {energy, atomic_energy, forces,
     virial, stress}``; see :mod:`legato.data.keys` for the graph layout."""
@@ -161,8 +160,6 @@ class Allegro(nn.Module):
                 pos_leaf, strain, pos_s, cell_s, species, edge_index, shift, edge_batch, n_atoms, chunk
             )
         assert g_pos is not None and g_strain is not None
-        atomic = self.energy_scale[species] * atomic + self.energy_shift[species]
-        energy = torch.zeros(n_frames, dtype=atomic.dtype, device=atomic.device).index_add(0, batch, atomic)
         forces = -g_pos
         virial = -g_strain
         volume = torch.linalg.det(cell).abs()
@@ -170,6 +167,8 @@ class Allegro(nn.Module):
         stress = torch.where(
             (volume > 0).reshape(-1, 1, 1), -virial / safe.reshape(-1, 1, 1), torch.zeros_like(virial)
         )
+        atomic = atomic + self.energy_shift[species]
+        energy = torch.zeros(n_frames, dtype=atomic.dtype, device=atomic.device).index_add(0, batch, atomic)
         if not create_graph:
             atomic, energy = atomic.detach(), energy.detach()
         return {
@@ -204,10 +203,14 @@ class Allegro(nn.Module):
         start = 0
         while start < n_edges:
             # the largest atom boundary not beyond start + chunk (at least one atom)
-            stop_atom = int(torch.searchsorted(ends, torch.tensor(start + chunk, device=ends.device), right=True))
+            stop_atom = int(
+                torch.searchsorted(ends, torch.tensor(start + chunk, device=ends.device), right=True)
+            )
             stop = int(ends[stop_atom - 1]) if stop_atom > 0 else 0
             if stop <= start:
-                stop = int(ends[int(torch.searchsorted(ends, torch.tensor(start, device=ends.device), right=True))])
+                stop = int(
+                    ends[int(torch.searchsorted(ends, torch.tensor(start, device=ends.device), right=True))]
+                )
             sl = slice(start, stop)
             part = self._atomic_energy(pos_s, cell_s, species, ei[:, sl], sh[sl], eb[sl], n_atoms)
             grads = torch.autograd.grad([part.sum()], [pos_leaf, strain], retain_graph=True)
@@ -228,7 +231,7 @@ class Allegro(nn.Module):
         shift: torch.Tensor,  # [n_edges, 3]
         edge_batch: torch.Tensor,  # [n_edges]
         n_atoms: int,
-    ) -> torch.Tensor:  # [n_atoms] unscaled Ẽ_i
+    ) -> torch.Tensor:  # [n_atoms] σ_{z_i}·Ẽ_i (without the shift μ)
         center, neighbor = edge_index[0], edge_index[1]
         vec = pos[neighbor] - pos[center] + torch.bmm(shift.unsqueeze(1), cell[edge_batch]).squeeze(1)
         r = torch.linalg.norm(vec, dim=1)  # [n_edges]
@@ -263,7 +266,7 @@ class Allegro(nn.Module):
                 x = x_new
         e_edge = self.edge_energy(x).squeeze(-1)  # [n_edges]
         atomic = torch.zeros(n_atoms, dtype=pos.dtype, device=pos.device).index_add(0, center, e_edge)
-        return atomic * self.inv_sqrt_avg_nn
+        return self.energy_scale[species] * (atomic * self.inv_sqrt_avg_nn)
 
     def extra_repr(self) -> str:
         return f"types={self.type_names}, r_max={self.r_max}, irreps: {self.paths.describe()}"

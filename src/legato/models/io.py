@@ -15,7 +15,9 @@ from legato.models.allegro import Allegro
 FORMAT = "legato-model-v1"
 
 
-def build_model(hparams: dict[str, Any], stats: Any | None = None, dtype: torch.dtype | str | None = None) -> Allegro:
+def build_model(
+    hparams: dict[str, Any], stats: Any | None = None, dtype: torch.dtype | str | None = None
+) -> Allegro:
     """Allegro from constructor kwargs; dataset statistics fill ν̄, shifts and scale
     unless given explicitly in ``hparams``."""
     kw = dict(hparams)

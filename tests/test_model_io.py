@@ -1,0 +1,128 @@
+"""Save/load, TorchScript export, the ASE calculator and bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_atoms, small_model
+
+import legato
+from legato import LegatoCalculator, LegatoError
+from legato.data import atoms_to_graph
+from legato.models import export_torchscript
+
+
+def test_save_load_roundtrip(tmp_path, dtype) -> None:
+    model = small_model(dtype)
+    path = tmp_path / "m.pt"
+    legato.save_model(model, path, extra={"note": "x"})
+    loaded = legato.load_model(path)
+    assert next(loaded.parameters()).dtype == dtype
+    assert loaded.type_names == model.type_names and loaded.r_max == model.r_max
+    assert loaded.extra == {"note": "x"}
+    g = atoms_to_graph(random_atoms(9, seed=1), model.type_names, model.r_max, dtype)
+    torch.testing.assert_close(loaded(g)["forces"], model(g)["forces"], rtol=0, atol=0)
+    blob = torch.load(path, weights_only=False)
+    assert blob["legato_version"] == legato.__version__ and blob["dtype"] in ("float32", "float64")
+
+
+def test_load_rejects_non_model(tmp_path) -> None:
+    bad = tmp_path / "x.pt"
+    bad.write_text("not a model")
+    with pytest.raises(LegatoError, match="cannot read model file"):
+        legato.load_model(bad)
+    with pytest.raises(LegatoError, match="not found"):
+        legato.load_model(tmp_path / "missing.pt")
+
+
+def test_torchscript_equals_eager_without_legato(tmp_path, dtype) -> None:
+    model = small_model(dtype)
+    path = tmp_path / "deployed.pt"
+    export_torchscript(model, path)
+    g = atoms_to_graph(random_atoms(10, seed=2), model.type_names, model.r_max, dtype)
+    ref = model(g)
+    data_path = tmp_path / "graph.pt"
+    torch.save(g, data_path)
+    # a fresh interpreter where importing legato or e3nn is impossible
+    code = f"""
+import sys, json
+sys.modules['legato'] = None
+sys.modules['e3nn'] = None
+import torch
+extra = {{'legato_metadata.json': ''}}
+m = torch.jit.load({str(path)!r}, _extra_files=extra)
+meta = json.loads(extra['legato_metadata.json'])
+g = torch.load({str(data_path)!r})
+out = m(g)
+torch.save({{k: v.detach() for k, v in out.items()}}, {str(tmp_path / "out.pt")!r})
+print(meta['type_names'], meta['r_max'])
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "['H', 'N'] 3.5" in res.stdout
+    out = torch.load(tmp_path / "out.pt")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for key in ("energy", "forces", "stress", "atomic_energy"):
+        torch.testing.assert_close(out[key], ref[key].detach(), **tol)
+
+
+def test_calculator_matches_model_and_fd(tmp_path) -> None:
+    model = small_model(torch.float64)
+    path = tmp_path / "m.pt"
+    legato.save_model(model, path)
+    atoms = random_atoms(8, seed=3)
+    atoms.calc = LegatoCalculator(path, device="cpu")
+    e = atoms.get_potential_energy()
+    assert e == pytest.approx(atoms.get_potential_energies().sum(), rel=1e-12)
+    assert atoms.get_potential_energy(force_consistent=True) == pytest.approx(e)
+    f = atoms.get_forces()
+    np.testing.assert_allclose(f, atoms.calc.calculate_numerical_forces(atoms, d=1e-5), atol=1e-6)
+    s = atoms.get_stress()
+    np.testing.assert_allclose(s, atoms.calc.calculate_numerical_stress(atoms, d=1e-5), atol=1e-7)
+    cluster = atoms.copy()
+    cluster.pbc = False
+    cluster.calc = LegatoCalculator(model)
+    assert np.isfinite(cluster.get_potential_energy())
+
+
+def test_unknown_element_names_it_and_model_types() -> None:
+    model = small_model(torch.float64)
+    atoms = random_atoms(6, symbols=("H", "O"), seed=4)
+    with pytest.raises(LegatoError, match=r"O not known to the model \(model types: H, N\)"):
+        atoms_to_graph(atoms, model.type_names, model.r_max)
+
+
+def test_non_finite_positions_error() -> None:
+    atoms = random_atoms(6, seed=5)
+    atoms.positions[2, 1] = np.nan
+    with pytest.raises(LegatoError, match="non-finite"):
+        atoms_to_graph(atoms, ["H", "N"], 3.5)
+
+
+def test_close_atoms_warn() -> None:
+    atoms = random_atoms(6, seed=6)
+    atoms.positions[1] = atoms.positions[0] + [0.3, 0.0, 0.0]
+    with pytest.warns(UserWarning, match="closer than 0.5"):
+        atoms_to_graph(atoms, ["H", "N"], 3.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        atoms_to_graph(random_atoms(6, seed=6), ["H", "N"], 3.5)
+
+
+def test_paper_model_on_shared_box(shared_box) -> None:
+    from legato.data import read_frames
+    from legato.models import Allegro
+
+    atoms = read_frames(shared_box)[0]
+    assert len(atoms) == 432 and atoms.get_chemical_formula() == "H324N108"
+    model = Allegro(["H", "N"], l_max=1, avg_num_neighbors=80.0).eval()
+    g = atoms_to_graph(atoms, model.type_names, model.r_max, torch.float32)
+    out = model(g)
+    assert torch.isfinite(out["forces"]).all()
+    # the total force of a periodic system vanishes (Newton's third law, edge by edge)
+    assert out["forces"].double().sum(0).abs().max() < 1e-3
