@@ -44,10 +44,11 @@ def lj(r_max: float = 8.0) -> LennardJones:
 class FaultInjector(torch.nn.Module):
     """Wraps a potential; from call ``at_call`` on, corrupts the frame with ``n_atoms`` atoms.
 
-    kind: "nan" (NaN forces), "huge" (one atom gets a 1e3 eV/Å force), "kick" (random
+    kind: "nan" (NaN forces), "huge" (atom 0 gets a −1e3 eV/Å force along x), "kick" (random
     forces of ``magnitude`` eV/Å on every atom, for ``duration`` calls), "pull" (atoms 0 and 1
     of the frame attract with ``magnitude`` eV/Å), "energy_jump" (+1 eV on the energy),
-    "raise" (RuntimeError when that frame is in the batch).
+    "raise" (RuntimeError when that frame is in the batch), "interrupt" (KeyboardInterrupt:
+    the whole run stops, as a crash or a kill would).
     """
 
     def __init__(
@@ -71,6 +72,8 @@ class FaultInjector(torch.nn.Module):
         counts = graph[K.NUM_ATOMS].tolist()
         if self.kind == "raise" and active and self.n_atoms in counts:
             raise RuntimeError("injected failure")
+        if self.kind == "interrupt" and active:
+            raise KeyboardInterrupt  # a crash of the whole process (not a replica's fault)
         out = dict(self.inner(graph))
         if not active or self.n_atoms not in counts:
             return out
@@ -82,7 +85,7 @@ class FaultInjector(torch.nn.Module):
         if self.kind == "nan":
             forces[sl] = float("nan")
         elif self.kind == "huge":
-            forces[start, 0] = 1.0e3
+            forces[start, 0] = -1.0e3  # atom 0 sits at the cluster corner: pushed outwards
         elif self.kind == "kick":
             g = torch.Generator().manual_seed(self.calls)
             forces[sl] += self.magnitude * torch.randn(

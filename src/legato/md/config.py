@@ -159,7 +159,9 @@ def validate_config(data: dict) -> MDConfig:
     try:
         return MDConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errs = exc.errors()
+        # an unknown key explains the rest (e.g. a misspelt required key), so report it first
+        err = next((e for e in errs if e["type"] == "extra_forbidden"), errs[0])
         loc = tuple(err["loc"])
         where = ".".join(str(p) for p in loc) or "config"
         if err["type"] == "extra_forbidden":

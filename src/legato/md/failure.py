@@ -25,7 +25,7 @@ from legato.md.neighbors import MAX_COORDINATE_A
 from legato.md.state import DTYPE, MDState, per_replica_sum
 
 #: detector names, in the order their reasons are reported
-REASONS = ("nonfinite", "potential_error", "min_distance", "force_outliers", "temperature", "drift")
+REASONS = ("potential_error", "nonfinite", "min_distance", "force_outliers", "temperature", "drift")
 
 
 @dataclass
@@ -157,10 +157,10 @@ class FailureDetector:
         reasons: list[list[str]] = []
         for r, rid in enumerate(ids):
             fired = []
-            if bool(bad[r]):
-                fired.append("nonfinite")
             if rid in errors:
                 fired.append("potential_error")
+            if bool(bad[r]):
+                fired.append("nonfinite")
             if self.min_distance_A is not None and float(min_distance[r]) < self.min_distance_A:
                 fired.append("min_distance")
             if self.max_force_outliers is not None and int(n_out[r]) > self.max_force_outliers:

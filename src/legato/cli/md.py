@@ -1,0 +1,88 @@
+"""``legato md CONFIG.yaml``: batched MD of R replicas with failure detection.
+
+Relative paths in the config (structure, model) are taken from the current directory, or,
+if not found there, from the config file's directory. See docs/md.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from legato.errors import LegatoError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML MD config (see docs/md.md)")
+    parser.add_argument("--output", "-o", help="run directory (overrides output.directory)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run directory's checkpoint (steps may be raised)",
+    )
+    parser.add_argument("--steps", type=int, help="total steps (overrides steps)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    alt = base / p
+    return alt if alt.exists() else p
+
+
+def load_structures(paths: str | list[str], index: int, base: Path):
+    from legato.data import read_frames
+
+    out = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        frames = read_frames(_resolve(path, base))
+        if not -len(frames) <= index < len(frames):
+            raise LegatoError(
+                f"{path} has {len(frames)} frames; structure_index {index} is out of range"
+            )
+        out.append(frames[index])
+    return out
+
+
+def build_potential(cfg, base: Path):
+    """The model named in the config (eval mode) or a reference pair potential."""
+    if cfg.model is not None:
+        from legato.models import load_model
+
+        return load_model(_resolve(cfg.model, base), map_location=cfg.device)
+    from legato.md.potentials import HarmonicPairs, LennardJones
+
+    ref = cfg.reference_potential
+    if ref.kind == "lennard_jones":
+        return LennardJones(epsilon_eV=ref.epsilon_eV, sigma_A=ref.sigma_A, r_max=ref.r_max)
+    return HarmonicPairs(k_eV_per_A2=ref.k_eV_per_A2, r0_A=ref.r0_A, r_max=ref.r_max)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from legato.md.config import load_config, validate_config
+    from legato.md.runner import MDRunner, format_summary
+
+    cfg_path = Path(args.config)
+    cfg = load_config(cfg_path)
+    data = cfg.model_dump(mode="json")
+    if args.output:
+        data["output"]["directory"] = args.output
+    if args.steps is not None:
+        data["steps"] = args.steps
+    if args.no_progress:
+        data["output"]["progress"] = False
+    cfg = validate_config(data)
+    base = cfg_path.resolve().parent
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise LegatoError(f"device {cfg.device} requested but CUDA is not available")
+    structures = load_structures(cfg.structure, cfg.structure_index, base)
+    potential = build_potential(cfg, base)
+    runner = MDRunner(potential, structures, cfg, output_dir=cfg.output.directory)
+    result = runner.run(resume=args.resume)
+    print(format_summary(result.summary))
+    print(f"outputs in {cfg.output.directory}")
+    return 0
