@@ -1,0 +1,108 @@
+"""Evaluate a saved model on a dataset: metrics, and the training loss for analysis tools."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from legato.data import collate, read_frames
+from legato.data.graph import Graph
+from legato.errors import LegatoError
+from legato.train.data import file_digest, frames_to_graphs
+from legato.train.loss import LossSpec
+from legato.train.metrics import MetricsAccumulator
+
+Subset = Literal["all", "train", "val"]
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def model_loss_spec(model: torch.nn.Module, scale: float | None = None) -> LossSpec:
+    """The loss a model was trained with (stored by the trainer), else (1, 1, 0, σ=1)."""
+    info: dict[str, Any] = dict(getattr(model, "extra", {}).get("loss", {}))
+    spec = LossSpec(
+        energy=float(info.get("energy", 1.0)),
+        forces=float(info.get("forces", 1.0)),
+        stress=float(info.get("stress", 0.0)),
+        scale=float(scale if scale is not None else info.get("scale", 1.0)),
+    )
+    return spec
+
+
+def select_frames(
+    model: torch.nn.Module, data: str | Path, index: str = ":", subset: Subset = "all"
+) -> list:
+    """Frames of ``data``; with ``subset`` train/val, the frames of the split recorded in
+    the model's run folder (the data file must be the one the model was trained on)."""
+    frames = read_frames(data, index)
+    if subset == "all":
+        return frames
+    run_dir = getattr(model, "extra", {}).get("run_dir")
+    split_path = Path(run_dir) / "split.json" if run_dir else None
+    if split_path is None or not split_path.is_file():
+        raise LegatoError(f"--subset {subset} needs the model's run folder with split.json")
+    split = json.loads(split_path.read_text())
+    if file_digest(data) != split["sha256"] or index != split["index"]:
+        raise LegatoError(f"{data} is not the data file the model was trained on")
+    return [frames[i] for i in split[subset]]
+
+
+def model_batches(
+    model: torch.nn.Module,
+    frames: Sequence,
+    batch_size: int = 4,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> list[Graph]:
+    """Collated batches in the model's dtype, with its type names and cutoff."""
+    if max_frames is not None:
+        frames = list(frames)[:max_frames]
+    graphs = frames_to_graphs(frames, model.type_names, model.r_max, model_dtype(model), progress)
+    return [collate(graphs[i : i + batch_size]) for i in range(0, len(graphs), batch_size)]
+
+
+def evaluate_batches(
+    model: torch.nn.Module,
+    batches: Sequence[Graph],
+    spec: LossSpec,
+    progress: bool = False,
+    desc: str = "evaluate",
+) -> dict[str, float]:
+    """Metrics and dataset loss (see :mod:`legato.train.metrics`) of ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    acc = MetricsAccumulator(model.type_names, spec)
+    for batch in tqdm(batches, desc=desc, leave=False, disable=not progress):
+        acc.update(model(batch), batch)
+    model.train(was_training)
+    return acc.compute()
+
+
+def dataset_loss(model: torch.nn.Module, batches: Sequence[Graph], spec: LossSpec) -> float:
+    """Training loss of the model on the batches (dataset-level means)."""
+    return evaluate_batches(model, batches, spec)["loss"]
+
+
+class frozen_parameters:
+    """Context: parameters do not require grad (forces still come from autograd on
+    positions), which makes repeated loss evaluations cheaper."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.flags = [p.requires_grad for p in model.parameters()]
+
+    def __enter__(self) -> torch.nn.Module:
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        for p, f in zip(self.model.parameters(), self.flags, strict=True):
+            p.requires_grad_(f)

@@ -1,0 +1,160 @@
+"""The trainer end to end on a small EMT dataset: the loss falls, outputs are consistent,
+stopping rules fire, and user errors become one clear line with exit status 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+from train_utils import make_emt_dataset, small_config
+
+import legato
+from legato.cli.main import main
+from legato.errors import LegatoError
+from legato.train import checkpoint as ckpt
+from legato.train.config import load_config
+from legato.train.evaluation import evaluate_batches, model_batches, model_loss_spec
+from legato.train.trainer import Trainer, train
+
+
+@pytest.fixture(scope="module")
+def emt_data(tmp_path_factory):
+    return make_emt_dataset(tmp_path_factory.mktemp("emt") / "emt.extxyz")
+
+
+def read_log(run_dir):
+    with open(run_dir / "log.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_small_model_loss_falls_and_outputs_are_consistent(emt_data, tmp_path):
+    run = tmp_path / "run"
+    cfg = small_config(emt_data, run, max_epochs=12, dtype="float32")
+    summary = train(cfg)
+    rows = read_log(run)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 13))
+    first, last = float(rows[0]["train_loss"]), float(rows[-1]["train_loss"])
+    assert last < 0.5 * first, (first, last)
+    assert float(rows[-1]["val_loss"]) < 0.6 * float(rows[0]["val_loss"])
+    assert summary["stop_reason"] == "max_epochs" and summary["epochs"] == 12
+    for name in (
+        "config.yaml",
+        "split.json",
+        "stats.json",
+        "learning_curves.png",
+        "checkpoint.pt",
+        "best_model.pt",
+        "last_model.pt",
+        "summary.json",
+    ):
+        assert (run / name).is_file(), name
+    # the resolved config is complete and valid, and records the inferred type names
+    resolved = load_config(run / "config.yaml")
+    assert resolved.model["type_names"] == ["Al", "Cu"]
+    assert resolved.model["l_max"] == 1 and resolved.optimizer.lr == 0.01
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["train"]) == 16 and len(split["val"]) == 8
+    assert not set(split["train"]) & set(split["val"])
+    # the saved best model reproduces the logged validation loss of its epoch
+    model = legato.load_model(run / "best_model.pt")
+    assert next(model.parameters()).dtype == torch.float32
+    best_row = rows[summary["best_epoch"] - 1]
+    frames = legato.data.read_frames(emt_data)
+    batches = model_batches(model, [frames[i] for i in split["val"]], 4, progress=False)
+    metrics = evaluate_batches(model, batches, model_loss_spec(model))
+    assert metrics["loss"] == pytest.approx(float(best_row["val_loss"]), rel=1e-5)
+    assert metrics["loss"] == pytest.approx(summary["best_val_loss"], rel=1e-5)
+    assert model.extra["kind"] == "allegro" and model.extra["loss"]["scale"] > 0
+
+
+def final_weights(run_dir):
+    return ckpt.load_checkpoint(run_dir / "checkpoint.pt")["model"]
+
+
+def test_trainer_with_sam_rho_zero_equals_plain_adam(emt_data, tmp_path):
+    cfg_a = small_config(emt_data, tmp_path / "adam", max_epochs=2)
+    cfg_s = small_config(emt_data, tmp_path / "sam0", max_epochs=2)
+    cfg_s["sam"] = {"enabled": True, "rho": 0.0}
+    train(cfg_a)
+    train(cfg_s)
+    wa, ws = final_weights(tmp_path / "adam"), final_weights(tmp_path / "sam0")
+    assert all(torch.equal(wa[k], ws[k]) for k in wa)
+    # while a real ρ changes the trajectory
+    cfg_r = small_config(emt_data, tmp_path / "sam", max_epochs=2)
+    cfg_r["sam"] = {"enabled": True, "rho": 0.05, "adaptive": True}
+    train(cfg_r)
+    wr = final_weights(tmp_path / "sam")
+    assert any(not torch.equal(wa[k], wr[k]) for k in wa)
+
+
+@pytest.mark.parametrize(
+    "override, reason, epochs",
+    [
+        ({"early_stopping": {"patience": 2, "delta": 100.0}}, "early_stopping", 3),
+        ({"optimizer": {"lr": 1e-6}}, "min_lr", 1),
+        ({"training": {"max_time_minutes": 1e-5}}, "max_time", 1),
+    ],
+)
+def test_stopping_rules(emt_data, tmp_path, override, reason, epochs):
+    cfg = small_config(emt_data, tmp_path / "run", max_epochs=20)
+    for section, values in override.items():
+        cfg.setdefault(section, {}).update(values)
+    summary = train(cfg)
+    assert summary["stop_reason"] == reason and summary["epochs"] == epochs
+
+
+def test_run_dir_is_never_overwritten(emt_data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep")
+    with pytest.raises(LegatoError, match="already exists"):
+        Trainer.create(load_config_dict(small_config(emt_data, run)))
+    assert (run / "precious.txt").read_text() == "keep"
+
+
+def load_config_dict(d):
+    from legato.train.config import parse_config
+
+    return parse_config(d)
+
+
+def write_yaml(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_cli_unknown_key_is_one_clear_error(emt_data, tmp_path, capsys):
+    cfg = small_config(emt_data, tmp_path / "run")
+    cfg["training"]["batchsize"] = 2
+    code = main(["train", str(write_yaml(tmp_path / "bad.yaml", cfg))])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (
+        "error: unknown config key 'training.batchsize' (did you mean 'batch_size'?)"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_malformed_and_unlabelled_data(tmp_path, capsys):
+    bad = tmp_path / "bad.extxyz"
+    bad.write_text("3\nnot a comment line\nH 0 0\nthis is not xyz\n")
+    cfg = small_config(bad, tmp_path / "run")
+    code = main(["train", str(write_yaml(tmp_path / "c.yaml", cfg))])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot read") and err.count("\n") == 1
+    # frames without labels
+    from ase.build import bulk
+    from ase.io import write
+
+    nolabel = tmp_path / "nolabel.extxyz"
+    write(nolabel, [bulk("Cu", cubic=True) for _ in range(4)])
+    cfg = small_config(nolabel, tmp_path / "run2")
+    cfg["data"].update({"n_train": 2, "n_val": 1})
+    code = main(["train", str(write_yaml(tmp_path / "c2.yaml", cfg))])
+    err = capsys.readouterr().err
+    assert code == 2 and "neither energy nor force labels" in err
+    code = main(["train", str(tmp_path / "missing.yaml")])
+    assert code == 2 and "config file not found" in capsys.readouterr().err
