@@ -7,6 +7,7 @@ run the sampling pipeline of the shipped dataset.
     legato data sample md --out-dir D --temperatures 200 250 300 400 --boxes 3 --seed 0
     legato data sample derive D --strained 64 --displaced 64 --seed 1 --out F
     legato data sample finalize D --derived F_labelled --out data/x.extxyz.gz --split S.json
+    legato data stats data/x.extxyz.gz --r-max 6
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--split", required=True, help="JSON file for the split indices")
     f.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("stats", help="datasheet statistics of a labelled dataset (JSON)")
+    p.add_argument("input")
+    p.add_argument("--r-max", type=float, default=6.0, help="neighbour cutoff (Å)")
+
 
 def _refuse_existing(path: str) -> None:
     if os.path.exists(path):
@@ -109,7 +114,15 @@ def _write_atoms(atoms, path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return {"liquid": _liquid, "label": _label, "replicate": _replicate,
-            "sample": _sample}[args.action](args)
+            "sample": _sample, "stats": _stats}[args.action](args)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from legato.data import read_frames
+    from legato.data.sampling import describe_dataset
+
+    print(json.dumps(describe_dataset(read_frames(args.input), r_max=args.r_max), indent=2))
+    return 0
 
 
 def _liquid(args: argparse.Namespace) -> int:

@@ -429,3 +429,47 @@ def _strip_keep_labels(atoms: Atoms) -> Atoms:
 def label_single(atoms: Atoms, calculator: str) -> dict[str, np.ndarray]:
     """Labels of one frame with a fresh named calculator (convenience for checks)."""
     return compute_labels(atoms, make_calculator(calculator))
+
+
+def describe_dataset(
+    frames: Sequence[Atoms], r_max: float = 6.0, type_names: Sequence[str] = ("H", "N")
+) -> dict[str, Any]:
+    """Datasheet statistics: counts by source / temperature / split, force RMS per species
+    (via :func:`legato.data.dataset_statistics`), spread of the energy per atom, mean
+    neighbours per atom within ``r_max``, largest force, stress range, intact-molecule count."""
+    from legato.data import dataset_statistics, graphs_from_frames
+    from legato.data.liquid import intact_molecules
+
+    if not frames:
+        raise LegatoError("empty dataset")
+    graphs = graphs_from_frames(frames, type_names, r_max)
+    st = dataset_statistics(graphs, len(type_names))
+    e_pa = np.array([a.get_potential_energy() / len(a) for a in frames])
+    f_max = max(float(np.abs(a.get_forces()).max()) for a in frames)
+    p_gpa = np.array([-np.trace(a.get_stress(voigt=False)) / 3 * 160.21766 for a in frames])
+
+    def count(key: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for a in frames:
+            k = str(a.info.get(key, ""))
+            out[k] = out.get(k, 0) + 1
+        return dict(sorted(out.items()))
+
+    return {
+        "frames": len(frames),
+        "atoms": sorted({len(a) for a in frames}),
+        "by_source": count("source"),
+        "by_temperature_K": count("temperature_K"),
+        "by_split": count("split"),
+        "avg_num_neighbors": st.avg_num_neighbors,
+        "r_max_A": r_max,
+        "force_rms_eV_A": st.force_rms,
+        "force_rms_per_species_eV_A": dict(zip(type_names, st.force_rms_per_species, strict=True)),
+        "force_abs_max_eV_A": f_max,
+        "energy_per_atom_eV": {"mean": float(e_pa.mean()), "std": float(e_pa.std()),
+                               "min": float(e_pa.min()), "max": float(e_pa.max())},
+        "energy_shifts_eV": dict(zip(type_names, st.energy_shifts, strict=True)),
+        "pressure_GPa": {"mean": float(p_gpa.mean()), "min": float(p_gpa.min()),
+                         "max": float(p_gpa.max())},
+        "intact_frames": int(sum(intact_molecules(a, "NH3") for a in frames)),
+    }
