@@ -70,6 +70,10 @@ def test_detector_fires_and_others_continue(kind, checks, reason, at_call, first
     assert f.last_good_step == 10 * ((f.step - 1) // 10)
     assert f.last_good is not None and len(f.last_good) == 27
     assert f.last_good.info["step"] == f.last_good_step
+    inst = {row["replica"]: row for row in res.summary["instances"]}
+    assert inst[1]["censored"] is False and inst[1]["t_failure_steps"] == f.steps_in_stage
+    assert inst[0]["censored"] and inst[2]["censored"]
+    assert inst[0]["t_failure_steps"] == STEPS - 20 and inst[0]["ensemble"] == "nve"
     # the others ran to the end, and their trajectories are not affected by the fault
     assert res.state.replica_ids.tolist() == [0, 2] and res.state.step == STEPS
     clean = _run(lj(7.0), **checks)

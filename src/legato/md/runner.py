@@ -11,6 +11,7 @@ failed, ``checkpoint.pt`` (exact restart, atomic write), ``resolved_config.yaml`
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -74,9 +75,7 @@ def replica_seeds(seed: int, n: int) -> list[int]:
 
 
 def type_names_of(potential: torch.nn.Module, atoms_list: Sequence[Atoms]) -> list[str]:
-    names = getattr(potential, "type_names", None) or getattr(potential, "hparams", {}).get(
-        "type_names"
-    )
+    names = getattr(potential, "type_names", None) or getattr(potential, "hparams", {}).get("type_names")
     if names:
         return list(names)
     return sorted({s for a in atoms_list for s in a.get_chemical_symbols()})
@@ -237,9 +236,7 @@ class MDRunner:
     def initial_state(self) -> MDState:
         cfg = self.config
         atoms = [self.structures[r % len(self.structures)] for r in range(cfg.replicas)]
-        state = state_from_atoms(
-            atoms, self.type_names, seeds=replica_seeds(cfg.seed, cfg.replicas)
-        )
+        state = state_from_atoms(atoms, self.type_names, seeds=replica_seeds(cfg.seed, cfg.replicas))
         return maxwell_boltzmann(state, cfg.temperature_K, exact=cfg.exact_initial_temperature)
 
     def integrator(self, k: int) -> Integrator:
@@ -296,15 +293,11 @@ class MDRunner:
         old, new = blob["config"], self.config.model_dump(mode="json")
         for key in sorted(set(old) | set(new)):
             if key not in _RESUMABLE_CHANGES and old.get(key) != new.get(key):
-                raise LegatoError(
-                    f"config key '{key}' differs from the checkpoint's; cannot resume"
-                )
+                raise LegatoError(f"config key '{key}' differs from the checkpoint's; cannot resume")
         self.state = MDState.from_state_dict(blob["state"])
         self.stage = blob["stage"]
         self.conserved_ref = blob["conserved_ref"]
-        self.last_good = (
-            None if blob["last_good"] is None else MDState.from_state_dict(blob["last_good"])
-        )
+        self.last_good = None if blob["last_good"] is None else MDState.from_state_dict(blob["last_good"])
         self.failures = list(blob["failures"])
         self.detector.force_sigma = blob["force_sigma"]
         self.sigma_source = blob["sigma_source"]
@@ -367,9 +360,7 @@ class MDRunner:
             s, integ.conserved(s), self.conserved_ref, self.ff.min_distance(s.n_replicas), errors
         )
         if not full:  # only the guard's own detectors count between checks
-            res.reasons = [
-                [x for x in rs if x in ("nonfinite", "potential_error")] for rs in res.reasons
-            ]
+            res.reasons = [[x for x in rs if x in ("nonfinite", "potential_error")] for rs in res.reasons]
         else:
             rows = res.rows()
             self.files.rows("checks.csv", CHECK_FIELDS, rows)
@@ -471,6 +462,13 @@ class MDRunner:
         summary = self.summary(first_step)
         if self.dir is not None:
             _atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
+            rows = summary["instances"]
+            if rows:
+                buf = io.StringIO()
+                writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+                _atomic_write_text(self.dir / "instances.csv", buf.getvalue())
         return MDResult(self.state, self.failures, summary, self.thermo, self.checks)
 
     def _start_of_run(self, integ: Integrator) -> None:
@@ -505,7 +503,45 @@ class MDRunner:
             "steps_per_s_this_session": steps / wall if wall > 0 else None,
             "model_calls": self.ff.n_calls,
             "neighbor_list_builds": self.ff.neighbors.n_builds,
+            "instances": self.instances(),
         }
+
+    def instances(self) -> list[dict]:
+        """One row per replica: time to failure in its stage, or censored at the budget.
+
+        ``t_failure_steps`` counts the steps of the stage the replica was in when it failed
+        (for NVT → NVE, the NVE steps: the paper's t_failure); a replica alive at the end is
+        censored at the steps it ran in its last stage.
+        """
+        cfg, s = self.config, self.state
+        seeds = replica_seeds(cfg.seed, cfg.replicas)
+        bounds = cfg.stage_bounds()
+        failed = {f.replica: f for f in self.failures}
+        rows = []
+        for rid in range(cfg.replicas):
+            f = failed.get(rid)
+            if f is not None:
+                stage, steps, step, reason = f.stage, f.steps_in_stage, f.step, f.reason
+            elif rid in s.replica_ids.tolist():
+                stage, step, reason = self.stage, s.step, ""
+                steps = s.step - bounds[stage][0]
+            else:
+                continue
+            rows.append(
+                {
+                    "replica": rid,
+                    "seed": seeds[rid],
+                    "n_atoms": len(self.structures[rid % len(self.structures)]),
+                    "stage": stage,
+                    "ensemble": cfg.schedule[stage].ensemble,
+                    "step": step,
+                    "t_failure_steps": steps,
+                    "t_failure_fs": steps * cfg.timestep_fs,
+                    "censored": f is None,
+                    "reason": reason,
+                }
+            )
+        return rows
 
 
 def format_summary(summary: dict) -> str:
