@@ -98,9 +98,10 @@ class VerletList:
         edge_index = torch.cat(eis, 1)
         shifts = torch.cat(shs).to(torch.float64)
         edge_batch = torch.cat(ebs)
-        # Cartesian image offset S·cell per edge, fixed while the cell is fixed
-        shift_vec = torch.einsum("ek,ekl->el", shifts, state.cell[edge_batch])
-        self._cat = (edge_index, shifts, shift_vec, edge_batch)
+        # Cartesian image offset S·cell per edge (fixed while the cell is fixed), stored
+        # transposed [3, E]: reductions over a leading axis of 3 are much faster in torch
+        shift_vec_t = torch.einsum("ek,ekl->le", shifts, state.cell[edge_batch]).contiguous()
+        self._cat = (edge_index, shifts, shift_vec_t, edge_batch)
         self._reference = torch.cat(refs)
 
     def update(self, state: MDState) -> int:
@@ -144,15 +145,17 @@ class VerletList:
         """Update if needed, then the edges within r_max at the current positions."""
         self.update(state)
         assert self._cat is not None
-        edge_index, shifts, shift_vec, edge_batch = self._cat
-        vec = state.positions[edge_index[1]] - state.positions[edge_index[0]] + shift_vec
-        d2 = (vec * vec).sum(1)  # [E]
-        keep = d2 < self.r_max**2
+        edge_index, shifts, shift_vec_t, edge_batch = self._cat
+        pos_t = state.positions.t().contiguous()  # [3, n_atoms]
+        vec_t = pos_t.index_select(1, edge_index[1]) - pos_t.index_select(1, edge_index[0])
+        vec_t += shift_vec_t  # [3, E]
+        d2 = (vec_t * vec_t).sum(0)  # [E]
+        keep = torch.nonzero(d2 < self.r_max**2).squeeze(1)
         return Edges(
-            edge_index=edge_index[:, keep],
-            shifts=shifts[keep],
-            lengths=d2[keep].sqrt(),
-            edge_batch=edge_batch[keep],
+            edge_index=edge_index.index_select(1, keep),
+            shifts=shifts.index_select(0, keep),
+            lengths=d2.index_select(0, keep).sqrt(),
+            edge_batch=edge_batch.index_select(0, keep),
         )
 
 
