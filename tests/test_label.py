@@ -218,6 +218,11 @@ def test_md_pipeline_resume_split_and_finalize(tmp_path: Path) -> None:
     ref = read_labelled(tmp_path / "ref" / "md_T300_b0.extxyz")
     got = read_labelled(md / "md_T300_b0.extxyz")
     assert [a.info["step"] for a in got] == [4, 6, 8, 10]
+    for a in got:  # stored labels are the raw calculator's (no MD constraint applied)
+        fresh = a.copy()
+        fresh.calc = EMT()
+        assert np.allclose(a.get_forces(), fresh.get_forces(), atol=1e-6)
+        assert a.get_potential_energy() == pytest.approx(fresh.get_potential_energy(), abs=1e-6)
     for a, b in zip(ref, got, strict=True):
         assert np.allclose(a.positions, b.positions, atol=1e-6)
         assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-5)

@@ -164,9 +164,9 @@ def run_trajectory(traj: Trajectory, out_dir: str | Path) -> dict[str, Any]:
             step += n
             if step <= traj.equil_steps or (step - traj.equil_steps) % traj.stride:
                 continue
-            labels = {
+            labels = {  # raw QM forces, not the centre-of-mass-constrained MD forces
                 "energy": np.array(atoms.get_potential_energy()),
-                "forces": atoms.get_forces(),
+                "forces": atoms.get_forces(apply_constraint=False),
                 "stress": atoms.get_stress(voigt=True),
             }
             intact = intact_molecules(atoms, traj.molecule)
