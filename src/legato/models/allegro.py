@@ -84,10 +84,7 @@ class Allegro(nn.Module):
         self.sh = o3.SphericalHarmonics(
             o3.Irreps("+".join(f"1x{irrep_str(i)}" for i in sh)), normalize=True, normalization="component"
         )
-        self.register_buffer(
-            "sh_comp_to_irrep",
-            torch.tensor([k for k, (l, _) in enumerate(sh) for _ in range(2 * l + 1)], dtype=torch.long),
-        )
+        self.sh_dims: list[int] = [2 * l + 1 for l, _ in sh]
         self.bessel = BesselBasis(self.r_max, int(num_bessel))
         self.cutoff = PolynomialCutoff(self.r_max, float(polynomial_cutoff_p))
 
@@ -248,8 +245,7 @@ class Allegro(nn.Module):
         for k, (env_mlp, tp, linear, latent) in enumerate(
             zip(self.env_embed, self.tps, self.linears, self.latents)
         ):
-            w = env_mlp(x).reshape(n_edges, -1, m, self.n_sh_irreps)
-            w = w.index_select(3, self.sh_comp_to_irrep)  # [n_edges, 1|2, m, d_sh]
+            w = self._per_component(env_mlp(x).reshape(n_edges, -1, m, self.n_sh_irreps))
             if k == 0:
                 v = w[:, 1] * y.unsqueeze(1)  # [n_edges, m, d_sh]
             env_edge = w[:, 0] * y.unsqueeze(1)  # [n_edges, m, d_sh]
@@ -267,6 +263,15 @@ class Allegro(nn.Module):
         e_edge = self.edge_energy(x).squeeze(-1)  # [n_edges]
         atomic = torch.zeros(n_atoms, dtype=pos.dtype, device=pos.device).index_add(0, center, e_edge)
         return self.energy_scale[species] * (atomic * self.inv_sqrt_avg_nn)
+
+    def _per_component(self, w: torch.Tensor) -> torch.Tensor:
+        """[n_edges, g, m, n_sh_irreps] → [n_edges, g, m, d_sh]: one weight per irrep, shared
+        by its 2l+1 components (expand, whose backward is a cheap sum)."""
+        parts: list[torch.Tensor] = []
+        for k, d in enumerate(self.sh_dims):
+            wk = w[:, :, :, k : k + 1]
+            parts.append(wk if d == 1 else wk.expand(-1, -1, -1, d))
+        return torch.cat(parts, dim=3)
 
     def extra_repr(self) -> str:
         return f"types={self.type_names}, r_max={self.r_max}, irreps: {self.paths.describe()}"

@@ -133,11 +133,14 @@ class ChannelwiseTP(nn.Module):
             coupling[s1[list(in1).index(ir1)], s2[list(in2).index(ir2)], start : start + 2 * l3 + 1] = w3j
             start += 2 * l3 + 1
         self.d1, self.d2, self.dout = d1, d2, dout
+        # [d1·d2, dout]: one matmul after the channel-wise outer product. (Contracting V
+        # first and Γ by a batched 1×d2 @ d2×dout product measured ~5–15 % slower on CPU.)
         self.register_buffer("coupling", coupling.reshape(d1 * d2, dout).to(torch.get_default_dtype()))
 
     def forward(self, v: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
         # v: [n_edges, m, d1], env: [n_edges, m, d2] -> [n_edges, m, dout]
-        outer = (v.unsqueeze(-1) * env.unsqueeze(-2)).reshape(v.shape[0], v.shape[1], self.d1 * self.d2)
+        n, m = v.shape[0], v.shape[1]
+        outer = (v.unsqueeze(-1) * env.unsqueeze(-2)).reshape(n, m, self.d1 * self.d2)
         return outer @ self.coupling
 
 
@@ -164,13 +167,19 @@ class EquivariantLinear(nn.Module):
             comp_idx += [starts[k] + c for k in ids for c in range(d)]
             path_idx += ids
             self.groups.append((d, len(ids), len(path_idx) - len(ids)))
+        # paths sorted by output irrep make both permutations the identity (no copy needed)
+        self.permute_comps = comp_idx != list(range(len(comp_idx)))
+        self.permute_paths = path_idx != list(range(len(path_idx)))
         self.register_buffer("comp_index", torch.tensor(comp_idx, dtype=torch.long))
         self.register_buffer("path_index", torch.tensor(path_idx, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [n, m, d_tp] -> [n, m, d_out]
         n, m = x.shape[0], self.mul
-        x = x.index_select(2, self.comp_index)
-        w = self.weight.index_select(0, self.path_index)  # [n_paths, m, m] in group order
+        if self.permute_comps:
+            x = x.index_select(2, self.comp_index)
+        w = self.weight
+        if self.permute_paths:
+            w = w.index_select(0, self.path_index)  # [n_paths, m, m] in group order
         outs: list[torch.Tensor] = []
         c = 0
         for d, n_p, p0 in self.groups:

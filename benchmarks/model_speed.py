@@ -1,0 +1,153 @@
+"""Speed and memory of the paper's l_max = 1 Allegro (energy + forces) vs a dense floor.
+
+Run on demand:  python benchmarks/model_speed.py [--reps 1,2,3] [--threads 1,2] [--memory-k 4]
+
+For the 432-atom liquid ND3 box (../shared/data/nh3_432.lmp if present, else the box the
+package builds) and its k×k×k replicas, each configuration runs in a fresh subprocess
+(clean peak-memory reading) and reports time per call, atoms·calls/s and peak RSS.
+Beside it, in the same run, the *floor*: the model's own dense layers as plain matrix
+products on the same edge count, forward plus input-gradient. Ratio = model / floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nh3_432.lmp"
+
+
+def base_box():
+    from legato.data import read_frames
+    from legato.data.liquid import paper_box
+
+    return read_frames(SHARED)[0] if SHARED.exists() else paper_box(seed=0)
+
+
+def dense_floor(model, n_edges: int, repeats: int):
+    """Time of the model's dense layers as plain matmuls (forward + input gradient)."""
+    import torch
+
+    shapes: list[tuple[int, int, int]] = []  # (rows, fan_in, fan_out)
+    for mod in model.modules():
+        if type(mod).__name__ == "_ScaledLinear":
+            shapes.append((n_edges, *mod.weight.shape))
+    for lin in list(model.linears)[:-1]:  # the last layer's linear output is never used
+        for d, n_p, _ in lin.groups:
+            shapes.append((n_edges * d, n_p * model.mul, model.mul))
+    dtype = next(model.parameters()).dtype
+    xs = [torch.randn(r, a, dtype=dtype) for r, a, _ in shapes]
+    ws = [torch.randn(a, b, dtype=dtype) for _, a, b in shapes]
+    gs = [torch.randn(r, b, dtype=dtype) for r, _, b in shapes]
+    flops = sum(2 * 2 * r * a * b for r, a, b in shapes)
+
+    def run():
+        for x, w, g in zip(xs, ws, gs):
+            x @ w
+            g @ w.T
+
+    run()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return min(times), flops
+
+
+def worker(k: int, threads: int, repeats: int, chunk: int) -> dict:
+    import torch
+
+    from legato.data import atoms_to_graph
+    from legato.models import Allegro
+    from legato.perf import tune_allocator
+
+    tune_allocator()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    atoms = base_box().repeat((k, k, k))
+    model = Allegro(["H", "N"], l_max=1, avg_num_neighbors=84.0, max_edges_per_chunk=chunk).float().eval()
+    g = atoms_to_graph(atoms, model.type_names, model.r_max, torch.float32, with_labels=False)
+    n_edges = int(g["edge_index"].shape[1])
+    model(g)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = model(g)
+        times.append(time.perf_counter() - t0)
+    assert torch.isfinite(out["forces"]).all()
+    floor_s, flops = dense_floor(model, n_edges, repeats) if k <= 3 else (float("nan"), 0)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return dict(
+        atoms=len(atoms),
+        edges=n_edges,
+        threads=threads,
+        time_s=min(times),
+        floor_s=floor_s,
+        gflop=flops / 1e9,
+        peak_gib=peak_gib,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", default="1,2,3", help="replication factors k (N = 432·k³)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--memory-k", type=int, default=4, help="also run k (27,648 atoms at k=4), 2 threads; 0 = skip"
+    )
+    ap.add_argument("--chunk", type=int, default=400_000, help="max edges per chunk (inference)")
+    ap.add_argument("--worker", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        k, threads, repeats = args.worker
+        print(json.dumps(worker(k, threads, repeats, args.chunk)))
+        return
+    configs = [(int(k), int(t)) for k in args.reps.split(",") for t in args.threads.split(",")]
+    if args.memory_k:
+        configs.append((args.memory_k, 2))
+    print(
+        f"{'atoms':>7} {'edges':>9} {'thr':>3} {'s/call':>8} {'atom·call/s':>12} {'floor s':>8} "
+        f"{'ratio':>6} {'GFLOP':>6} {'peak GiB':>8}"
+    )
+    rows = []
+    for k, t in configs:
+        reps = args.repeats if k <= 3 else 1
+        res = subprocess.run(
+            [sys.executable, __file__, "--worker", str(k), str(t), str(reps), "--chunk", str(args.chunk)],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            print(f"k={k} threads={t} failed: {res.stderr.strip().splitlines()[-1]}")
+            continue
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append(r)
+        print(
+            f"{r['atoms']:>7} {r['edges']:>9} {r['threads']:>3} {r['time_s']:>8.3f} "
+            f"{r['atoms'] / r['time_s']:>12.0f} {r['floor_s']:>8.3f} {r['time_s'] / r['floor_s']:>6.2f} "
+            f"{r['gflop']:>6.1f} {r['peak_gib']:>8.2f}",
+            flush=True,
+        )
+    by_t: dict[int, list[dict]] = {}
+    for r in rows:
+        by_t.setdefault(r["threads"], []).append(r)
+    for t, rs in sorted(by_t.items()):
+        rs = sorted(rs, key=lambda r: r["atoms"])
+        if len(rs) > 1:
+            per_atom = [r["time_s"] / r["atoms"] * 1e6 for r in rs]
+            print(
+                f"threads={t}: µs per atom per call "
+                + ", ".join(f"{r['atoms']}: {p:.0f}" for r, p in zip(rs, per_atom))
+                + f"  (largest/smallest = {per_atom[-1] / per_atom[0]:.2f}; 1.00 = linear in N)"
+            )
+
+
+if __name__ == "__main__":
+    main()
