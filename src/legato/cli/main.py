@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"legato {name}", description=commands[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(rest)
+    from legato.perf import tune_allocator
+
+    tune_allocator()  # long CPU jobs: reuse freed memory instead of page-faulting it back
     try:
         return int(module.run(args) or 0)
     except LegatoError as exc:
