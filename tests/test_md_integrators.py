@@ -97,7 +97,7 @@ def test_nose_hoover_chain_error_scales_as_dt_squared():
     assert 3.0 < e8 / e4 < 5.0, (e8, e4)
 
 
-def _mean_temperature(integ, n_rep=8, n_steps=600, discard=200):
+def _mean_temperature(integ, n_rep=8, n_steps=400, discard=120):
     atoms = [argon_box(2, rattle=0.1, seed=k) for k in range(n_rep)]
     _, _, temps, _ = _run(integ, atoms, n_steps, temperature_K=integ.temperature_K, r_max=6.0)
     per_replica = temps[discard:].mean(0)  # [R] time averages, independent across replicas
@@ -109,7 +109,7 @@ def _mean_temperature(integ, n_rep=8, n_steps=600, discard=200):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: NoseHooverChain(10.0, 120.0, tau_fs=200.0),
+        lambda: NoseHooverChain(10.0, 120.0, tau_fs=100.0),
         lambda: LangevinBAOAB(10.0, 120.0, friction_per_fs=0.005),
     ],
     ids=["nose_hoover_chain", "langevin_baoab"],

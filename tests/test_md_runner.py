@@ -82,17 +82,13 @@ def test_restart_continues_the_identical_trajectory(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         MDRunner(crashing, _structures(), _config(), output_dir=tmp_path / "cut").run()
     assert len(_read_csv(tmp_path / "cut" / "thermo.csv")) > 11 * 3  # rows past step 20 exist
-    resumed = MDRunner(lj(7.0), _structures(), _config(), output_dir=tmp_path / "cut").run(
-        resume=True
-    )
+    resumed = MDRunner(lj(7.0), _structures(), _config(), output_dir=tmp_path / "cut").run(resume=True)
     assert torch.equal(resumed.state.positions, full.state.positions)
     assert torch.equal(resumed.state.momenta, full.state.momenta)
     for name in ("thermo.csv", "checks.csv", "traj_000.extxyz", "traj_001.extxyz"):
         assert filecmp.cmp(tmp_path / "full" / name, tmp_path / "cut" / name, shallow=False), name
     # extending a finished run: 40 → 60 steps equals a 60-step run
-    longer = MDRunner(lj(7.0), _structures(), _config(steps=60), output_dir=tmp_path / "cut").run(
-        resume=True
-    )
+    longer = MDRunner(lj(7.0), _structures(), _config(steps=60), output_dir=tmp_path / "cut").run(resume=True)
     direct = MDRunner(lj(7.0), _structures(), _config(steps=60), output_dir=tmp_path / "d60").run()
     assert torch.equal(longer.state.positions, direct.state.positions)
     with pytest.raises(LegatoError, match="timestep_fs"):
@@ -117,6 +113,16 @@ def test_run_md_from_atoms_in_memory():
     assert {r["step"] for r in res.thermo} == {0, 10}
     # different per-replica seeds: same structure, different velocities
     assert not torch.allclose(res.state.momenta[:32], res.state.momenta[32:])
+    # continue from a frame of the trajectory with its own momenta
+    frame = res.state.to_atoms(1, ["Ar"])
+    again = run_md(
+        frame,
+        lj(7.0),
+        steps=0,
+        initial_velocities="structure",
+        reference_potential=dict(kind="lennard_jones"),
+    )
+    assert torch.equal(again.state.momenta, res.state.momenta[32:])
 
 
 def test_config_errors_name_the_nearest_key():

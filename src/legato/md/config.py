@@ -81,6 +81,8 @@ class MDConfig(_Strict):
     seed: int = Field(default=0, ge=0)
     timestep_fs: float = Field(default=2.0, gt=0)
     temperature_K: float = Field(default=200.0, ge=0)
+    #: "maxwell_boltzmann" at temperature_K, or "structure": the momenta stored with it
+    initial_velocities: Literal["maxwell_boltzmann", "structure"] = "maxwell_boltzmann"
     exact_initial_temperature: bool = True  # rescale initial velocities to exactly T
     steps: int = Field(default=10000, ge=0)  # total over the schedule
     schedule: list[StageConfig] = Field(
@@ -130,18 +132,12 @@ def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        fld = (
-            cls.model_fields.get(part)
-            if isinstance(cls, type) and issubclass(cls, BaseModel)
-            else None
-        )
+        fld = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
         if fld is None:
             return None
         ann = fld.annotation
         cand = [
-            a
-            for a in getattr(ann, "__args__", (ann,))
-            if isinstance(a, type) and issubclass(a, BaseModel)
+            a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)
         ]
         if not cand:
             inner = getattr(ann, "__args__", ())

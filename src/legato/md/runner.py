@@ -237,6 +237,8 @@ class MDRunner:
         cfg = self.config
         atoms = [self.structures[r % len(self.structures)] for r in range(cfg.replicas)]
         state = state_from_atoms(atoms, self.type_names, seeds=replica_seeds(cfg.seed, cfg.replicas))
+        if cfg.initial_velocities == "structure":
+            return state
         return maxwell_boltzmann(state, cfg.temperature_K, exact=cfg.exact_initial_temperature)
 
     def integrator(self, k: int) -> Integrator:
