@@ -1,0 +1,492 @@
+"""Time-to-failure ensembles (paper §3.2, Fig. 2): one model, several sizes, seeded instances.
+
+Protocol of one instance (``docs/study.md``): the base box replicated a×b×c times and every
+coordinate displaced by seeded Gaussian noise (``perturb_A``); Maxwell–Boltzmann velocities
+at T (rescaled to exactly T); ``nvt_steps`` of Nosé–Hoover NVT; then NVE until a failure
+detector of :mod:`legato.md` fires or ``max_steps`` NVE steps have run. All instances of a
+size run as one batch of :class:`legato.md.MDRunner`, so one model call serves all of them;
+a replica's trajectory does not depend on which others share its batch.
+
+t_failure is counted in **NVE steps**: ``t_failure_steps`` = MD steps since the switch to
+NVE at the check that detected the failure (checks every ``check_every`` steps, as the
+public code's thermo output); ``t_failure_fs`` = that times the timestep. A run alive after
+``max_steps`` NVE steps is censored at ``max_steps``. A run that fails already during NVT
+is recorded with ``t_failure_steps = 0`` and ``stage = nvt`` (it never reached NVE).
+
+Output folder ``OUT`` (resumable; rerunning skips every (model, N, seed) already in the
+table and resumes an interrupted size from its MD checkpoint):
+
+- ``failures.csv`` — the failure table (:mod:`legato.analysis.failures`), extra columns
+  ``replication, stage, t_total_steps, detail``;
+- ``outliers.csv`` — per check: ``model, n_atoms, seed, run, step, nve_step, outliers,
+  max_force_eV_A, temperature_K`` (force-outlier counts for Fig. 1);
+- ``protocol.json`` (protocol and base box, must match on reruns), ``models.json``
+  (label → weights fingerprint), ``runs.jsonl`` (one line per finished batch: wall time);
+- ``md/<label>/N<n>_s<first>-<last>/`` — the ``legato md`` run folder of each batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from legato.analysis.failures import (
+    FailureRecord,
+    FailureTable,
+    read_failure_table,
+    write_failure_table,
+    write_text_atomic,
+)
+from legato.errors import LegatoError
+
+Replication = tuple[int, int, int]
+OUTLIER_COLUMNS = ("model", "n_atoms", "seed", "run", "step", "nve_step", "outliers",
+                   "max_force_eV_A", "temperature_K")
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[x×*]\s*(\d+)\s*[x×*]\s*(\d+))?\s*$")
+
+
+# ----------------------------------------------------------------------------- sizes, seeds
+def parse_sizes(sizes: str | Sequence[int | str]) -> list[Replication]:
+    """Replications from ``"1,2,3"`` or ``[1, "1x1x2", 3]``: k means k×k×k, ``axbxc`` as is."""
+    items = sizes.split(",") if isinstance(sizes, str) else list(sizes)
+    out: list[Replication] = []
+    for item in items:
+        m = _SIZE_RE.match(str(item))
+        if m is None:
+            raise LegatoError(f"bad size {item!r}: give a replication k (k×k×k) or AxBxC")
+        a = int(m.group(1))
+        reps = (a, a, a) if m.group(2) is None else (a, int(m.group(2)), int(m.group(3)))
+        if min(reps) < 1:
+            raise LegatoError(f"bad size {item!r}: replication factors must be >= 1")
+        if reps in out:
+            raise LegatoError(f"size {item!r} is given twice")
+        out.append(reps)
+    if not out:
+        raise LegatoError("no sizes given")
+    return out
+
+
+def replication_name(reps: Replication) -> str:
+    """``"2"`` for 2×2×2, ``"1x1x2"`` otherwise."""
+    return str(reps[0]) if len(set(reps)) == 1 else "x".join(map(str, reps))
+
+
+def derived_seed(*words: int) -> int:
+    """A well-mixed 31-bit seed from integers (e.g. instance seed, N, purpose)."""
+    return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1)[0] >> 1)
+
+
+def replicate_box(base: Atoms, reps: Replication, perturb_A: float, seed: int) -> Atoms:
+    """``base`` repeated a×b×c times, every coordinate displaced by N(0, perturb_A²) from a
+    generator seeded by ``seed``; labels, momenta and calculator dropped, masses kept."""
+    if not base.pbc.all():
+        raise LegatoError("time-to-failure runs need a periodic box (pbc on all three axes)")
+    if perturb_A < 0 or not np.isfinite(perturb_A):
+        raise LegatoError(f"perturbation must be a non-negative number of Å, got {perturb_A}")
+    atoms = base.copy()
+    atoms.calc = None
+    for key in ("forces", "momenta"):
+        atoms.arrays.pop(key, None)
+    for key in ("energy", "stress", "free_energy"):
+        atoms.info.pop(key, None)
+    big = atoms.repeat(reps)
+    rng = np.random.default_rng(seed)
+    big.positions += rng.normal(scale=perturb_A, size=big.positions.shape)  # [n, 3]
+    big.wrap()
+    return big
+
+
+def structure_fingerprint(atoms: Atoms) -> str:
+    """SHA-256 over numbers, positions, cell, pbc and masses of a box."""
+    h = hashlib.sha256()
+    for arr in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, atoms.get_masses()):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 over the model's named parameters and buffers and the plain scalar settings
+    of its modules (e.g. a pair potential's σ): same model → same print."""
+    h = hashlib.sha256()
+    for name, mod in model.named_modules():
+        scalars = sorted((k, v) for k, v in vars(mod).items()
+                         if isinstance(v, (int, float, str, bool)) and not k.startswith("_")
+                         and k != "training")
+        h.update(f"{name}:{type(mod).__name__}:{scalars}".encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def training_force_sigma(model: torch.nn.Module) -> float | None:
+    """σ of the training force components: from the model file's ``extra`` or, for a model
+    saved by ``legato train``, from ``stats.json`` in its run folder; None if unknown."""
+    from legato.md.runner import model_force_sigma
+
+    sigma = model_force_sigma(model)
+    if sigma is not None:
+        return sigma
+    run_dir = (getattr(model, "extra", None) or {}).get("run_dir")
+    stats = Path(run_dir) / "stats.json" if run_dir else None
+    if stats is not None and stats.is_file():
+        value = json.loads(stats.read_text()).get("force_std_eV_A")
+        return None if value is None else float(value)
+    return None
+
+
+# ----------------------------------------------------------------------------- protocol
+@dataclass(frozen=True)
+class TfailProtocol:
+    """MD settings shared by every instance of an ensemble (see the module docstring)."""
+
+    temperature_K: float = 200.0
+    timestep_fs: float = 2.5
+    nvt_steps: int = 1000
+    max_steps: int = 10000  # NVE step budget; runs alive after it are censored
+    perturb_A: float = 0.01
+    check_every: int = 10
+    #: "auto" = [T/2, 3T/2] (the public code's [100 K, 300 K] at 200 K); None disables
+    temperature_window_K: tuple[float, float] | str | None = "auto"
+    min_distance_A: float | None = 0.5
+    max_force_outliers: int | None = None  # None: outliers are counted, not a failure
+    outlier_sigma: float = 5.0
+    thermostat_tau_fs: float | None = None  # None: 100 timesteps
+    skin_A: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.temperature_K > 0 and self.timestep_fs > 0):
+            raise LegatoError("temperature and timestep must be positive")
+        if self.nvt_steps < 0 or self.max_steps < 1:
+            raise LegatoError("need nvt_steps >= 0 and max_steps >= 1")
+        if self.check_every < 1:
+            raise LegatoError("check_every must be >= 1")
+        w = self.temperature_window_K
+        if isinstance(w, str) and w != "auto":
+            raise LegatoError(f"temperature window must be 'auto', none or LO,HI; got {w!r}")
+        if isinstance(w, (tuple, list)):
+            if len(w) != 2 or not w[0] < w[1]:
+                raise LegatoError(f"temperature window must be LO < HI, got {w}")
+            object.__setattr__(self, "temperature_window_K", (float(w[0]), float(w[1])))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        w = d["temperature_window_K"]
+        d["temperature_window_K"] = list(w) if isinstance(w, tuple) else w
+        return d
+
+    def md_config(self, replicas: int, checkpoint_every: int, progress: bool) -> dict:
+        """A :class:`legato.md.MDConfig` dict for one batch of ``replicas`` instances."""
+        schedule = [{"ensemble": "nve"}]
+        if self.nvt_steps:
+            schedule.insert(0, {"ensemble": "nvt", "steps": self.nvt_steps})
+        w = self.temperature_window_K
+        return {
+            "structure": "<tfail instances>",
+            "model": "<tfail model>",
+            "replicas": replicas,
+            "timestep_fs": self.timestep_fs,
+            "temperature_K": self.temperature_K,
+            "exact_initial_temperature": True,
+            "steps": self.nvt_steps + self.max_steps,
+            "schedule": schedule,
+            "thermostat": {"tau_fs": self.thermostat_tau_fs},
+            "neighbor": {"skin_A": self.skin_A},
+            "checks": {
+                "every": self.check_every,
+                "temperature_window_K": list(w) if isinstance(w, tuple) else w,
+                "outlier_sigma": self.outlier_sigma,
+                "max_force_outliers": self.max_force_outliers,
+                "min_distance_A": self.min_distance_A,
+            },
+            "output": {"thermo_every": self.check_every, "trajectory_every": 0,
+                       "checkpoint_every": checkpoint_every, "progress": progress},
+        }
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def folder_lock(out: Path, name: str = ".tfail.lock") -> Iterator[None]:
+    """Exclusive use of ``out`` by this process (a stale lock of a dead process is taken)."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / name
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise LegatoError(f"{out} is in use by process {pid}") from None
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        break
+    else:
+        raise LegatoError(f"cannot lock {out}")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _json_atomic(path: Path, obj: object) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=1) + "\n", overwrite=True)
+
+
+def _check_record(path: Path, key: str, value: dict, what: str) -> None:
+    """Store ``value`` under ``key`` in a JSON file, or verify it equals the stored one."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if key in data and data[key] != value:
+        diff = sorted(k for k in set(data[key]) | set(value) if data[key].get(k) != value.get(k))
+        raise LegatoError(f"{path}: {what} differs from the earlier run ({', '.join(diff)}); "
+                          "use another output folder")
+    if key not in data:
+        data[key] = value
+        _json_atomic(path, data)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_") or "model"
+
+
+def read_outliers(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write_outliers(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(OUTLIER_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(path, buf.getvalue(), overwrite=True)
+
+
+# ----------------------------------------------------------------------------- one batch
+def _runner_class():
+    from legato.md.integrators import maxwell_boltzmann
+    from legato.md.runner import MDRunner
+    from legato.md.state import state_from_atoms
+
+    class InstanceRunner(MDRunner):
+        """MDRunner whose replicas draw their velocities (and any noise) from streams seeded
+        by the instance seeds, so an instance's trajectory depends only on its own seed.
+        Replica ids stay 0..R-1 (batch positions)."""
+
+        def __init__(self, *args, velocity_seeds: list[int], **kw):
+            super().__init__(*args, **kw)
+            self._vseeds = velocity_seeds
+
+        def initial_state(self):
+            state = state_from_atoms(self.structures, self.type_names, seeds=self._vseeds)
+            cfg = self.config
+            return maxwell_boltzmann(state, cfg.temperature_K, exact=cfg.exact_initial_temperature)
+
+    return InstanceRunner
+
+
+def run_batch(
+    model: torch.nn.Module,
+    base: Atoms,
+    reps: Replication,
+    seeds: Sequence[int],
+    protocol: TfailProtocol,
+    label: str,
+    run_dir: Path,
+    force_sigma_eV_A: float | None = None,
+    checkpoint_every: int = 500,
+    progress: bool = True,
+) -> tuple[list[FailureRecord], list[dict], dict]:
+    """Run (or resume) one batch: the instances ``seeds`` of one size. Returns failure
+    records, outlier rows and the MD summary."""
+    seeds = [int(s) for s in seeds]
+    n_atoms = len(base) * reps[0] * reps[1] * reps[2]
+    structures = [
+        replicate_box(base, reps, protocol.perturb_A, derived_seed(s, n_atoms, 1)) for s in seeds
+    ]
+    meta = {"label": label, "replication": list(reps), "n_atoms": n_atoms, "seeds": seeds,
+            "base": structure_fingerprint(base), "protocol": protocol.to_dict()}
+    meta_path = run_dir.with_name(run_dir.name + ".json")
+    resume = (run_dir / "checkpoint.pt").is_file()
+    if resume:
+        old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        if old != meta:
+            raise LegatoError(f"{run_dir} holds a different batch; move it away to rerun")
+    elif run_dir.exists():  # started but killed before its first checkpoint: keep it aside
+        k = 1
+        while run_dir.with_name(f"{run_dir.name}.aborted{k}").exists():
+            k += 1
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.aborted{k}"))
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    _json_atomic(meta_path, meta)
+    runner = _runner_class()(
+        model, structures, protocol.md_config(len(seeds), checkpoint_every, progress),
+        output_dir=run_dir, force_sigma_eV_A=force_sigma_eV_A,
+        velocity_seeds=[derived_seed(s, n_atoms, 2) for s in seeds],
+    )
+    result = runner.run(resume=resume)
+    schedule = runner.config.schedule
+    nvt = protocol.nvt_steps
+    common = {"replication": replication_name(reps)}
+    by_seed: dict[int, FailureRecord] = {}
+    for f in result.failures:
+        stage = schedule[f.stage].ensemble
+        t = f.steps_in_stage if stage == "nve" else 0
+        seed = seeds[f.replica]
+        by_seed[seed] = FailureRecord(
+            model=label, n_atoms=n_atoms, seed=seed, t_failure_steps=int(t),
+            t_failure_fs=float(t * protocol.timestep_fs), reason=f.reason, censored=False,
+            extra={**common, "stage": stage, "t_total_steps": str(f.step), "detail": f.detail},
+        )
+    last = result.state.step
+    for rid in result.state.replica_ids.tolist():
+        t, seed = last - nvt, seeds[rid]
+        if t < protocol.max_steps:
+            raise LegatoError(f"{run_dir}: instance {seed} stopped alive at step {last} "
+                              f"before the budget of {protocol.max_steps} NVE steps")
+        by_seed[seed] = FailureRecord(
+            model=label, n_atoms=n_atoms, seed=seed, t_failure_steps=int(t),
+            t_failure_fs=float(t * protocol.timestep_fs), reason="budget", censored=True,
+            extra={**common, "stage": "nve", "t_total_steps": str(last), "detail": ""},
+        )
+    missing = set(seeds) - set(by_seed)
+    if missing:
+        raise LegatoError(f"{run_dir}: no outcome for instance(s) {sorted(missing)}")
+    outliers = []
+    for row in read_outliers(run_dir / "checks.csv"):
+        seed, step = seeds[int(row["replica"])], int(row["step"])
+        outliers.append({
+            "model": label, "n_atoms": n_atoms, "seed": seed,
+            "run": f"N{n_atoms}_s{seed}", "step": step, "nve_step": step - nvt,
+            "outliers": row["n_force_outliers"], "max_force_eV_A": row["max_force_eV_A"],
+            "temperature_K": row["temperature_K"],
+        })
+    return [by_seed[s] for s in seeds], outliers, result.summary
+
+
+# ----------------------------------------------------------------------------- ensembles
+@dataclass
+class EnsembleResult:
+    table: FailureTable  # rows of this label (all sizes requested)
+    batches: list[dict]  # one entry per batch run in this call
+    out: Path
+
+
+def _describe(records: Sequence[FailureRecord]) -> str:
+    fails = [r for r in records if not r.censored]
+    reasons = Counter(r.reason for r in fails)
+    t = np.array([r.t_failure_steps for r in records], dtype=float)
+    why = ", ".join(f"{k} {v}" for k, v in reasons.most_common()) or "-"
+    return (f"{len(fails)} failed ({why}), {len(records) - len(fails)} censored, "
+            f"mean t {t.mean():.0f} NVE steps")
+
+
+def run_ensemble(
+    model: torch.nn.Module | str | os.PathLike,
+    structure: Atoms,
+    sizes: str | Sequence[int | str],
+    instances: int,
+    protocol: TfailProtocol,
+    out: str | os.PathLike,
+    label: str,
+    seed: int = 0,
+    force_sigma_eV_A: float | None = None,
+    checkpoint_every: int = 500,
+    progress: bool = True,
+    log=print,
+) -> EnsembleResult:
+    """Time-to-failure ensemble of one model (see the module docstring); resumable."""
+    if instances < 1:
+        raise LegatoError("need at least one instance per size")
+    if not label or label != label.strip():
+        raise LegatoError("the model label must be non-empty without outer spaces")
+    reps_list = parse_sizes(sizes)
+    if isinstance(model, (str, os.PathLike)):
+        from legato.models import load_model
+
+        model = load_model(model)
+    model.eval()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LegatoError(f"--out {out} is not a directory")
+    sigma = force_sigma_eV_A if force_sigma_eV_A is not None else training_force_sigma(model)
+    wanted = [seed + i for i in range(instances)]
+    batches: list[dict] = []
+    with folder_lock(out):
+        _check_record(out / "protocol.json", "protocol", {
+            **protocol.to_dict(), "base_fingerprint": structure_fingerprint(structure),
+            "base_n_atoms": len(structure)}, "the MD protocol or base box")
+        _check_record(out / "models.json", label, {"fingerprint": model_fingerprint(model)},
+                      f"the model labelled {label!r}")
+        table_path = out / "failures.csv"
+        for reps in reps_list:
+            n_atoms = len(structure) * reps[0] * reps[1] * reps[2]
+            table = read_failure_table(table_path) if table_path.exists() else FailureTable()
+            todo = [s for s in wanted if (label, n_atoms, s) not in table]
+            if not todo:
+                log(f"[{label}] N={n_atoms} ({replication_name(reps)}): "
+                    f"{instances} instances in the table, skipped")
+                continue
+            run_dir = out / "md" / _slug(label) / f"N{n_atoms}_s{todo[0]}-{todo[-1]}"
+            log(f"[{label}] N={n_atoms} ({replication_name(reps)}): running {len(todo)} "
+                f"instance(s) in one batch -> {run_dir}")
+            t0 = time.perf_counter()
+            records, outliers, summary = run_batch(
+                model, structure, reps, todo, protocol, label, run_dir, sigma,
+                checkpoint_every, progress)
+            wall = time.perf_counter() - t0
+            table = read_failure_table(table_path) if table_path.exists() else FailureTable()
+            for rec in records:
+                table.append(rec)
+            keep = [r for r in read_outliers(out / "outliers.csv")
+                    if not (r["model"] == label and int(r["n_atoms"]) == n_atoms
+                            and int(r["seed"]) in set(todo))]
+            _write_outliers(out / "outliers.csv", keep + outliers)
+            write_failure_table(table, table_path, overwrite=True)
+            info = {"label": label, "n_atoms": n_atoms, "replication": replication_name(reps),
+                    "seeds": todo, "wall_s_this_call": wall,
+                    "md_wall_s": summary.get("wall_time_s"), "last_step": summary["last_step"],
+                    "model_calls": summary["model_calls"],
+                    "force_sigma_eV_A": summary.get("force_sigma_eV_A"),
+                    "force_sigma_source": summary.get("force_sigma_source")}
+            with open(out / "runs.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(info) + "\n")
+            batches.append(info)
+            log(f"[{label}] N={n_atoms}: {_describe(records)}; {wall:.0f} s")
+        table = read_failure_table(table_path) if table_path.exists() else FailureTable()
+    mine = FailureTable(
+        [r for r in table if r.model == label and r.seed in set(wanted)
+         and r.n_atoms in {len(structure) * a * b * c for a, b, c in reps_list}],
+        table.extra_columns,
+    )
+    return EnsembleResult(mine, batches, out)
