@@ -18,9 +18,7 @@ def quadratic(n: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A symmetric positive-definite A and b for L(w) = ½ wᵀAw − bᵀw."""
     g = torch.Generator().manual_seed(seed)
     m = torch.randn(n, n, generator=g, dtype=torch.float64)
-    return m @ m.T + n * torch.eye(n, dtype=torch.float64), torch.randn(
-        n, generator=g, dtype=torch.float64
-    )
+    return m @ m.T + n * torch.eye(n, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64)
 
 
 def test_sam_step_matches_analytic_formula_on_quadratic():
@@ -105,9 +103,7 @@ def test_asam_perturbation_formula_and_scale_invariance():
     c = torch.tensor([10.0, 0.1, 3.0, 1.0], dtype=torch.float64)
     rho, eta = 0.2, 0.01
 
-    def perturbed_loss(
-        scale: torch.Tensor, adaptive: bool, eta: float
-    ) -> tuple[float, torch.Tensor]:
+    def perturbed_loss(scale: torch.Tensor, adaptive: bool, eta: float) -> tuple[float, torch.Tensor]:
         v = torch.nn.Parameter(w0 * scale)
         opt = SAM([v], torch.optim.SGD, rho=rho, adaptive=adaptive, eta=eta, lr=0.1)
         loss = lambda: 0.5 * (v / scale) @ a @ (v / scale) - b @ (v / scale)  # noqa: E731

@@ -9,7 +9,7 @@ import torch
 
 from legato.data import keys as K
 from legato.errors import LegatoError
-from legato.train.config import TrainConfig, parse_config, split_counts
+from legato.train.config import TrainConfig, parse_config
 from legato.train.ema import EMA
 from legato.train.loss import LossSpec, loss_terms
 from legato.train.metrics import MetricsAccumulator, format_table
@@ -90,7 +90,7 @@ def test_defaults_are_table5():
     es = c.early_stopping
     assert (es.patience, es.delta, es.min_lr) == (100, 3e-3, 1e-5)
     assert c.sam.enabled is False and c.sam.rho == 0.005
-    assert (c.data.n_train, c.data.n_val) == (0.9, 0.1)
+    assert (c.data.n_train, c.data.n_val, c.data.split_key) == (None, None, None)
 
 
 @pytest.mark.parametrize(
@@ -114,13 +114,30 @@ def test_config_errors_name_the_problem(cfg, message):
     assert "\n" not in str(exc.value)
 
 
-def test_split_counts():
-    c = TrainConfig.model_validate(base_cfg())
-    assert split_counts(100, c.data) == (90, 10)
-    c.data.n_train, c.data.n_val = 45, 5
-    assert split_counts(50, c.data) == (45, 5)
+def test_random_and_labelled_splits():
+    from ase import Atoms
+
+    from legato.train.data import make_split
+
+    frames = [Atoms("H", info={"split": lab}) for lab in ["train"] * 6 + ["validation"] * 3 + ["test"]]
+    c = TrainConfig.model_validate(base_cfg()).data
+    train, val = make_split(frames, c, seed=1)
+    assert (len(train), len(val)) == (9, 1) and not set(train) & set(val)
+    assert make_split(frames, c, seed=1) == (train, val)  # seeded
+    assert make_split(frames, c, seed=2) != (train, val)
+    c.n_train, c.n_val = 5, 5
+    assert [len(x) for x in make_split(frames, c, 0)] == [5, 5]
+    c.n_train = 6
     with pytest.raises(LegatoError, match="exceeds"):
-        split_counts(49, c.data)
+        make_split(frames, c, 0)
+    c = TrainConfig.model_validate(base_cfg(data={"path": "x", "split_key": "split"})).data
+    assert make_split(frames, c, 0) == ([0, 1, 2, 3, 4, 5], [6, 7, 8])
+    c.n_train = 0.5
+    train, val = make_split(frames, c, 0)
+    assert len(train) == 3 and set(train) <= set(range(6)) and val == [6, 7, 8]
+    frames.append(Atoms("H"))
+    with pytest.raises(LegatoError, match="no 'split' entry"):
+        make_split(frames, c, 0)
 
 
 # ----------------------------------------------------------- loss & metrics
@@ -188,3 +205,21 @@ def test_metrics_by_hand_and_batch_independence():
         assert m2[key] == pytest.approx(m[key])
     table = format_table(m, ["H", "N"])
     assert "forces N" in table and "meV/atom" in table
+
+
+def test_shipped_configs_are_valid_and_paper_ones_use_table5():
+    from pathlib import Path
+
+    from legato.train.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    paths = sorted(root.glob("train_*.yaml"))
+    assert {p.name for p in paths} >= {"train_allegro.yaml", "train_legato.yaml"}
+    cfgs = {p.name: load_config(p) for p in paths}
+    default = parse_config(base_cfg())
+    for name in ("train_allegro.yaml", "train_legato.yaml"):
+        c = cfgs[name]
+        for section in ("loss", "optimizer", "lr_scheduler", "ema", "early_stopping", "training"):
+            assert getattr(c, section) == getattr(default, section), (name, section)
+    assert not cfgs["train_allegro.yaml"].sam.enabled
+    assert cfgs["train_legato.yaml"].sam.enabled and cfgs["train_legato.yaml"].sam.rho == 0.005

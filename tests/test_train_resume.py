@@ -108,10 +108,10 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
 
 
 def test_resume_of_finished_run_and_budget_extension(tmp_path, capsys):
-    data = make_emt_dataset(tmp_path / "emt.extxyz", n_frames=12)
+    data = make_emt_dataset(tmp_path / "emt.extxyz", n_frames=6)
     run = tmp_path / "run"
     cfg = small_config(data, run, max_epochs=2)
-    cfg["data"].update({"n_train": 8, "n_val": 4})
+    cfg["data"].update({"n_train": 4, "n_val": 2})
     train(cfg)
     assert main(["train", "--resume", str(run)]) == 0
     assert "nothing to do" in capsys.readouterr().out

@@ -22,7 +22,7 @@ from legato.train.trainer import Trainer, train
 
 @pytest.fixture(scope="module")
 def emt_data(tmp_path_factory):
-    return make_emt_dataset(tmp_path_factory.mktemp("emt") / "emt.extxyz")
+    return make_emt_dataset(tmp_path_factory.mktemp("emt") / "emt.extxyz", stress=True)
 
 
 def read_log(run_dir):
@@ -33,8 +33,10 @@ def read_log(run_dir):
 def test_small_model_loss_falls_and_outputs_are_consistent(emt_data, tmp_path):
     run = tmp_path / "run"
     cfg = small_config(emt_data, run, max_epochs=12, dtype="float32")
+    cfg["loss"] = {"stress": 1.0}
     summary = train(cfg)
     rows = read_log(run)
+    assert float(rows[-1]["val_stress_rmse_meV_A3"]) > 0 and float(rows[0]["train_loss_stress"]) > 0
     assert [int(r["epoch"]) for r in rows] == list(range(1, 13))
     first, last = float(rows[0]["train_loss"]), float(rows[-1]["train_loss"])
     assert last < 0.5 * first, (first, last)
@@ -76,7 +78,9 @@ def final_weights(run_dir):
 
 def test_trainer_with_sam_rho_zero_equals_plain_adam(emt_data, tmp_path):
     cfg_a = small_config(emt_data, tmp_path / "adam", max_epochs=2)
+    cfg_a["data"].update({"n_train": 8, "n_val": 4})
     cfg_s = small_config(emt_data, tmp_path / "sam0", max_epochs=2)
+    cfg_s["data"].update({"n_train": 8, "n_val": 4})
     cfg_s["sam"] = {"enabled": True, "rho": 0.0}
     train(cfg_a)
     train(cfg_s)
@@ -84,6 +88,7 @@ def test_trainer_with_sam_rho_zero_equals_plain_adam(emt_data, tmp_path):
     assert all(torch.equal(wa[k], ws[k]) for k in wa)
     # while a real ρ changes the trajectory
     cfg_r = small_config(emt_data, tmp_path / "sam", max_epochs=2)
+    cfg_r["data"].update({"n_train": 8, "n_val": 4})
     cfg_r["sam"] = {"enabled": True, "rho": 0.05, "adaptive": True}
     train(cfg_r)
     wr = final_weights(tmp_path / "sam")
@@ -100,6 +105,7 @@ def test_trainer_with_sam_rho_zero_equals_plain_adam(emt_data, tmp_path):
 )
 def test_stopping_rules(emt_data, tmp_path, override, reason, epochs):
     cfg = small_config(emt_data, tmp_path / "run", max_epochs=20)
+    cfg["data"].update({"n_train": 8, "n_val": 4})
     for section, values in override.items():
         cfg.setdefault(section, {}).update(values)
     summary = train(cfg)
@@ -132,9 +138,7 @@ def test_cli_unknown_key_is_one_clear_error(emt_data, tmp_path, capsys):
     code = main(["train", str(write_yaml(tmp_path / "bad.yaml", cfg))])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.strip() == (
-        "error: unknown config key 'training.batchsize' (did you mean 'batch_size'?)"
-    )
+    assert err.strip() == ("error: unknown config key 'training.batchsize' (did you mean 'batch_size'?)")
     assert not (tmp_path / "run").exists()
 
 
@@ -156,5 +160,6 @@ def test_cli_malformed_and_unlabelled_data(tmp_path, capsys):
     code = main(["train", str(write_yaml(tmp_path / "c2.yaml", cfg))])
     err = capsys.readouterr().err
     assert code == 2 and "neither energy nor force labels" in err
+    assert not (tmp_path / "run2").exists()  # nothing written for a run that cannot start
     code = main(["train", str(tmp_path / "missing.yaml")])
     assert code == 2 and "config file not found" in capsys.readouterr().err

@@ -28,13 +28,18 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    """Where the labelled frames are and how they are split."""
+    """Where the labelled frames are and how they are split into train / validation."""
 
     path: str  # any ASE-readable file (extxyz[.gz], traj, db, ...)
     index: str = ":"  # ASE index string selecting frames
-    n_train: int | float = Field(0.9, gt=0)  # count (>= 1) or fraction of all frames (< 1)
-    n_val: int | float = Field(0.1, ge=0)  # count or fraction; 4,500 / 500 in the paper
+    # an integer is a count, a decimal number a fraction; default 0.9 / 0.1 of all frames
+    # (paper: 4,500 / 500), or, with split_key, all frames of that split
+    n_train: int | float | None = Field(None, gt=0)
+    n_val: int | float | None = Field(None, ge=0)
     split_seed: int | None = None  # default: training.seed
+    # frame info key holding "train" / "validation" (or "val") labels, e.g. "split" in the
+    # shipped ND3 data; frames labelled otherwise (e.g. "test") are not used
+    split_key: str | None = None
 
 
 class LossConfig(_Section):
@@ -231,18 +236,14 @@ def dump_config(cfg: TrainConfig) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
-def split_counts(n_frames: int, cfg: DataConfig) -> tuple[int, int]:
-    """Numbers of training and validation frames from counts or fractions."""
-
-    def count(x: float) -> int:
-        return int(round(x * n_frames)) if x < 1 else int(x)
-
-    n_train, n_val = count(cfg.n_train), count(cfg.n_val)
-    if n_train < 1:
-        raise LegatoError(f"data.n_train gives no training frames ({n_frames} frames in file)")
-    if n_train + n_val > n_frames:
-        raise LegatoError(
-            f"data.n_train + data.n_val = {n_train} + {n_val} exceeds the {n_frames} "
-            f"frames in {cfg.path}"
-        )
-    return n_train, n_val
+def split_counts(n_pool: int, value: int | float | None, default: float, what: str) -> int:
+    """Frames to draw from a pool of ``n_pool``: an integer is a count, a decimal number a
+    fraction of the pool (≤ 1); ``None`` takes ``default`` (a fraction)."""
+    x = default if value is None else value
+    if isinstance(x, float):
+        if x > 1:
+            raise LegatoError(f"data.{what} = {x}: a fraction must be <= 1 (or give a count)")
+        return int(round(x * n_pool))
+    if x > n_pool:
+        raise LegatoError(f"data.{what} = {x} exceeds the {n_pool} frames available")
+    return int(x)

@@ -65,6 +65,11 @@ def plot_learning_curves(csv_path: str | Path, png_path: str | Path, title: str 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogFormatter
+
+    def plain_log_ticks(ax) -> None:  # matplotlib's default (mathtext) labels are slow to lay out
+        ax.yaxis.set_major_formatter(LogFormatter())
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
     rows = CsvLog(csv_path).read()
     if not rows:
@@ -90,11 +95,13 @@ def plot_learning_curves(csv_path: str | Path, png_path: str | Path, title: str 
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_yscale(scale)
+        plain_log_ticks(ax)
         ax.legend()
     lr = col("lr")
     if lr is not None:
         axes[3].plot(ep, lr)
         axes[3].set_yscale("log")
+        plain_log_ticks(axes[3])
     axes[3].set_xlabel("epoch")
     axes[3].set_ylabel("learning rate")
     if title:

@@ -16,6 +16,7 @@ from legato.data import atoms_to_graph, collate, read_frames
 from legato.data import keys as K
 from legato.data.graph import Graph
 from legato.errors import LegatoError
+from legato.train.config import DataConfig, split_counts
 
 
 def infer_type_names(frames: Sequence[Atoms]) -> list[str]:
@@ -80,10 +81,38 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def make_split(n_frames: int, n_train: int, n_val: int, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded random train / validation frame indices (disjoint)."""
-    perm = np.random.default_rng(seed).permutation(n_frames)
-    return sorted(perm[:n_train].tolist()), sorted(perm[n_train : n_train + n_val].tolist())
+VAL_LABELS = ("validation", "val")
+
+
+def make_split(frames: Sequence[Atoms], cfg: DataConfig, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded train / validation frame indices (disjoint, sorted).
+
+    Without ``cfg.split_key``: a random permutation of all frames, the first n_train for
+    training, the next n_val for validation. With it: the frames labelled "train" and
+    "validation" (or "val") in ``atoms.info[split_key]``, optionally subsampled (seeded)."""
+    rng = np.random.default_rng(seed)
+    if cfg.split_key is None:
+        n = len(frames)
+        n_train = split_counts(n, cfg.n_train, 0.9, "n_train")
+        n_val = split_counts(n, cfg.n_val, 0.1, "n_val")
+        if n_train + n_val > n:
+            raise LegatoError(f"data.n_train + data.n_val = {n_train} + {n_val} exceeds the {n} frames")
+        perm = rng.permutation(n)
+        train, val = perm[:n_train], perm[n_train : n_train + n_val]
+    else:
+        labels = [a.info.get(cfg.split_key) for a in frames]
+        if any(lab is None for lab in labels):
+            k = labels.index(None)
+            raise LegatoError(f"frame {k} has no '{cfg.split_key}' entry (data.split_key)")
+        pool_t = [i for i, lab in enumerate(labels) if lab == "train"]
+        pool_v = [i for i, lab in enumerate(labels) if lab in VAL_LABELS]
+        n_train = split_counts(len(pool_t), cfg.n_train, 1.0, "n_train")
+        n_val = split_counts(len(pool_v), cfg.n_val, 1.0, "n_val")
+        train = rng.permutation(pool_t)[:n_train]
+        val = rng.permutation(pool_v)[:n_val] if pool_v else []
+    if len(train) < 1:
+        raise LegatoError("the split gives no training frames")
+    return sorted(int(i) for i in train), sorted(int(i) for i in val)
 
 
 def iterate_batches(

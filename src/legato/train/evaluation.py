@@ -36,9 +36,7 @@ def model_loss_spec(model: torch.nn.Module, scale: float | None = None) -> LossS
     return spec
 
 
-def select_frames(
-    model: torch.nn.Module, data: str | Path, index: str = ":", subset: Subset = "all"
-) -> list:
+def select_frames(model: torch.nn.Module, data: str | Path, index: str = ":", subset: Subset = "all") -> list:
     """Frames of ``data``; with ``subset`` train/val, the frames of the split recorded in
     the model's run folder (the data file must be the one the model was trained on)."""
     frames = read_frames(data, index)

@@ -131,9 +131,7 @@ class SAM(Optimizer):
         """Full SAM step. ``closure`` must zero nothing, run forward + backward and return
         the loss; it is called at w and at w + ε. Returns the loss at w."""
         if closure is None:
-            raise LegatoError(
-                "SAM.step needs a closure (or call first_step / second_step yourself)"
-            )
+            raise LegatoError("SAM.step needs a closure (or call first_step / second_step yourself)")
         self.zero_grad(set_to_none=True)
         with torch.enable_grad():
             loss = closure()

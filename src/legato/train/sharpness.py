@@ -107,9 +107,7 @@ def loss_differences(
                 with torch.no_grad():
                     for p, s in zip(params, saved, strict=True):
                         p.copy_(s)
-                bar.set_postfix(
-                    max=f"{diffs[: k + 1].max():.3g}", mean=f"{diffs[: k + 1].mean():.3g}"
-                )
+                bar.set_postfix(max=f"{diffs[: k + 1].max():.3g}", mean=f"{diffs[: k + 1].mean():.3g}")
         finally:
             with torch.no_grad():
                 for p, s in zip(params, saved, strict=True):

@@ -43,7 +43,6 @@ from legato.train.config import (
     model_parameters,
     parse_config,
     resolved_model_section,
-    split_counts,
 )
 from legato.train.curves import CsvLog, plot_learning_curves
 from legato.train.data import (
@@ -139,9 +138,7 @@ class Trainer:
                 cooldown=sc.cooldown,
                 min_lr=sc.min_lr,
             )
-        self.ema = (
-            EMA(self.model, cfg.ema.decay, cfg.ema.use_num_updates) if cfg.ema.enabled else None
-        )
+        self.ema = EMA(self.model, cfg.ema.decay, cfg.ema.use_num_updates) if cfg.ema.enabled else None
         self.shuffle_gen = torch.Generator().manual_seed(t.seed)
         self.log = CsvLog(self.run_dir / "log.csv")
         # bookkeeping carried in the checkpoint
@@ -175,10 +172,9 @@ class Trainer:
         cfg.model = resolved_model_section(model)
         cfg.data.path = str(data_path)
         cfg.run_dir = str(run_dir)
-        n_train, n_val = split_counts(len(frames), cfg.data)
         seed = cfg.data.split_seed if cfg.data.split_seed is not None else cfg.training.seed
         cfg.data.split_seed = seed
-        train_idx, val_idx = make_split(len(frames), n_train, n_val, seed)
+        train_idx, val_idx = make_split(frames, cfg.data, seed)
         split = {
             "data_path": str(data_path),
             "sha256": file_digest(data_path),
@@ -188,10 +184,12 @@ class Trainer:
             "train": train_idx,
             "val": val_idx,
         }
+        trainer = cls(cfg, run_dir, split, frames)  # data and model are fine: write the run
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
         ckpt.atomic_write_text(run_dir / "split.json", json.dumps(split))
-        return cls(cfg, run_dir, split, frames)
+        ckpt.atomic_write_text(run_dir / "stats.json", json.dumps(trainer._stats_info(), indent=1))
+        return trainer
 
     @classmethod
     def resume(
@@ -254,21 +252,21 @@ class Trainer:
             model = build_model(self.cfg.model, self.stats, dtype=self.cfg.training.dtype)
         except (TypeError, ValueError) as exc:
             raise LegatoError(f"cannot build the model from the model: section: {exc}") from None
-        stats_path = self.run_dir / "stats.json"
-        if not stats_path.exists():
-            s = self.stats
-            info = {
-                "avg_num_neighbors": s.avg_num_neighbors,
-                "energy_shifts_eV": s.energy_shifts,
-                "force_rms_eV_A": s.force_rms,
-                "force_rms_per_species_eV_A": s.force_rms_per_species,
-                "force_std_eV_A": s.force_std,
-                "n_train_frames": s.n_frames,
-                "type_names": self.type_names,
-                "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            }
-            ckpt.atomic_write_text(stats_path, json.dumps(info, indent=1))
         return model
+
+    def _stats_info(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "avg_num_neighbors": s.avg_num_neighbors,
+            "energy_shifts_eV": s.energy_shifts,
+            "force_rms_eV_A": s.force_rms,
+            "force_rms_per_species_eV_A": s.force_rms_per_species,
+            "force_std_eV_A": s.force_std,
+            "n_train_frames": s.n_frames,
+            "n_val_frames": len(self.val_graphs),
+            "type_names": self.type_names,
+            "n_parameters": sum(p.numel() for p in self.params),
+        }
 
     # ------------------------------------------------------------ checkpoints
     def _state(self) -> dict[str, Any]:
@@ -461,9 +459,7 @@ class Trainer:
             if improved:
                 self._save_model(self.best_state, self.run_dir / "best_model.pt")
             if t.save_every_epoch_model:
-                self._save_model(
-                    self._ema_state(), self.run_dir / f"model_epoch_{self.epoch:04d}.pt"
-                )
+                self._save_model(self._ema_state(), self.run_dir / f"model_epoch_{self.epoch:04d}.pt")
             if self.epoch % PLOT_EVERY == 0:
                 self._plot()
             tqdm.write(self._epoch_line(train, val, lr, epoch_time, improved))
