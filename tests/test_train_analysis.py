@@ -136,6 +136,10 @@ def test_evaluate_sharpness_landscape_commands(trained, capsys):
     assert main(["evaluate", str(model), str(data), "--subset", "val", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "on 4 frames" in out and "forces Cu" in out and "meV/Å" in out
+    assert main(["evaluate", str(model), str(data), "--where", "split=test", "--no-progress"]) == 0
+    assert "on 2 frames" in capsys.readouterr().out  # 12 frames, every 6th is "test"
+    assert main(["evaluate", str(model), str(data), "--where", "split=nothing"]) == 2
+    assert "no frames with split = nothing" in capsys.readouterr().err
     js = root / "sharp.json"
     args = [
         "sharpness",

@@ -35,6 +35,7 @@ def make_emt_dataset(
         e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
         labels = {"energy": e, "forces": f, "stress": s} if stress else {"energy": e, "forces": f}
         atoms.calc = SinglePointCalculator(atoms, **labels)
+        atoms.info["split"] = ("train", "train", "train", "train", "validation", "test")[len(frames) % 6]
         frames.append(atoms)
     ase.io.write(path, frames, format="extxyz")
     return path

@@ -23,7 +23,5 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     export_torchscript(model, out)
     n = sum(p.numel() for p in model.parameters())
-    print(
-        f"wrote {out} ({n} parameters, types {' '.join(model.type_names)}, r_max {model.r_max} Å)"
-    )
+    print(f"wrote {out} ({n} parameters, types {' '.join(model.type_names)}, r_max {model.r_max} Å)")
     return 0

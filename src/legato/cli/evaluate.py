@@ -10,6 +10,9 @@ import time
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file written by legato (best_model.pt, ...)")
     parser.add_argument("data", help="labelled frames, any ASE-readable file")
+    parser.add_argument(
+        "--where", metavar="KEY=VALUE", help="only frames whose info KEY equals VALUE (e.g. split=test)"
+    )
     parser.add_argument("--index", default=":", help="ASE index of the frames (default ':')")
     parser.add_argument(
         "--subset",
@@ -40,13 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json and Path(args.json).exists():
         raise LegatoError(f"{args.json} exists; refusing to overwrite it")
     model = load_model(args.model)
-    frames = select_frames(model, args.data, args.index, args.subset)
+    frames = select_frames(model, args.data, args.index, args.subset, args.where)
     batches = model_batches(model, frames, args.batch_size, progress=not args.no_progress)
     t0 = time.perf_counter()
     with frozen_parameters(model):
-        metrics = evaluate_batches(
-            model, batches, model_loss_spec(model), progress=not args.no_progress
-        )
+        metrics = evaluate_batches(model, batches, model_loss_spec(model), progress=not args.no_progress)
     dt = time.perf_counter() - t0
     n_atoms = sum(len(a) for a in frames)
     print(f"{args.model} on {len(frames)} frames ({n_atoms} atoms) of {args.data}")

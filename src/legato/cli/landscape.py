@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="frames of the split recorded in each model's run folder",
     )
+    parser.add_argument(
+        "--where", metavar="KEY=VALUE", help="only frames whose info KEY equals VALUE (e.g. split=test)"
+    )
     parser.add_argument("--index", default=":")
     parser.add_argument("--max-frames", type=int, help="use only the first N selected frames")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     curves: dict[str, np.ndarray] = {}
     for path, label in zip(models, labels, strict=True):
         model = load_for_analysis(path, args.dtype)
-        frames = select_frames(model, data, args.index, args.subset)
+        frames = select_frames(model, data, args.index, args.subset, args.where)
         batches = model_batches(
             model, frames, args.batch_size, args.max_frames, progress=not args.no_progress
         )
@@ -79,9 +82,7 @@ def run(args: argparse.Namespace) -> int:
         )
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     write_csv(out_csv, ts, curves)
-    title = (
-        f"loss along a random direction ({args.normalize}, scale {args.scale:g}, seed {args.seed})"
-    )
+    title = f"loss along a random direction ({args.normalize}, scale {args.scale:g}, seed {args.seed})"
     plot(out_png, ts, curves, title)
     print(f"wrote {out_csv} and {out_png}")
     return 0

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="frames of the split recorded in the model's run folder",
     )
+    parser.add_argument(
+        "--where", metavar="KEY=VALUE", help="only frames whose info KEY equals VALUE (e.g. split=test)"
+    )
     parser.add_argument("--index", default=":", help="ASE index of the frames")
     parser.add_argument("--max-frames", type=int, help="use only the first N selected frames")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -63,10 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json and Path(args.json).exists():
         raise LegatoError(f"{args.json} exists; refusing to overwrite it")
     model = load_for_analysis(args.model, args.dtype)
-    frames = select_frames(model, args.data, args.index, args.subset)
-    batches = model_batches(
-        model, frames, args.batch_size, args.max_frames, progress=not args.no_progress
-    )
+    frames = select_frames(model, args.data, args.index, args.subset, args.where)
+    batches = model_batches(model, frames, args.batch_size, args.max_frames, progress=not args.no_progress)
     spec = model_loss_spec(model)
     res = sharpness(
         model,

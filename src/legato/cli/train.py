@@ -11,9 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="training YAML (see docs/training.md)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     parser.add_argument("--run-dir", help="override run_dir of the config (new runs only)")
-    parser.add_argument(
-        "--max-epochs", type=int, help="override training.max_epochs (also when resuming)"
-    )
+    parser.add_argument("--max-epochs", type=int, help="override training.max_epochs (also when resuming)")
     parser.add_argument(
         "--max-time-minutes",
         type=float,

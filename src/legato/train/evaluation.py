@@ -36,20 +36,35 @@ def model_loss_spec(model: torch.nn.Module, scale: float | None = None) -> LossS
     return spec
 
 
-def select_frames(model: torch.nn.Module, data: str | Path, index: str = ":", subset: Subset = "all") -> list:
-    """Frames of ``data``; with ``subset`` train/val, the frames of the split recorded in
-    the model's run folder (the data file must be the one the model was trained on)."""
+def select_frames(
+    model: torch.nn.Module,
+    data: str | Path,
+    index: str = ":",
+    subset: Subset = "all",
+    where: str | None = None,
+) -> list:
+    """Frames of ``data``. ``subset`` train/val: the frames of the split recorded in the
+    model's run folder (the data file must be the one the model was trained on).
+    ``where="KEY=VALUE"``: only frames with ``atoms.info[KEY] == VALUE`` (as text), e.g.
+    ``split=test`` for the held-out frames of the shipped dataset."""
     frames = read_frames(data, index)
-    if subset == "all":
-        return frames
-    run_dir = getattr(model, "extra", {}).get("run_dir")
-    split_path = Path(run_dir) / "split.json" if run_dir else None
-    if split_path is None or not split_path.is_file():
-        raise LegatoError(f"--subset {subset} needs the model's run folder with split.json")
-    split = json.loads(split_path.read_text())
-    if file_digest(data) != split["sha256"] or index != split["index"]:
-        raise LegatoError(f"{data} is not the data file the model was trained on")
-    return [frames[i] for i in split[subset]]
+    if subset != "all":
+        run_dir = getattr(model, "extra", {}).get("run_dir")
+        split_path = Path(run_dir) / "split.json" if run_dir else None
+        if split_path is None or not split_path.is_file():
+            raise LegatoError(f"--subset {subset} needs the model's run folder with split.json")
+        split = json.loads(split_path.read_text())
+        if file_digest(data) != split["sha256"] or index != split["index"]:
+            raise LegatoError(f"{data} is not the data file the model was trained on")
+        frames = [frames[i] for i in split[subset]]
+    if where:
+        key, sep, value = where.partition("=")
+        if not sep or not key:
+            raise LegatoError(f"--where needs KEY=VALUE, got '{where}'")
+        frames = [a for a in frames if str(a.info.get(key)) == value]
+        if not frames:
+            raise LegatoError(f"no frames with {key} = {value} in {data}")
+    return frames
 
 
 def model_batches(

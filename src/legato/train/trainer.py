@@ -462,6 +462,7 @@ class Trainer:
                 self._save_model(self._ema_state(), self.run_dir / f"model_epoch_{self.epoch:04d}.pt")
             if self.epoch % PLOT_EVERY == 0:
                 self._plot()
+            self.elapsed_s += time.perf_counter() - t2  # saving counts towards the budget
             tqdm.write(self._epoch_line(train, val, lr, epoch_time, improved))
         return self._finish()
 
