@@ -36,10 +36,15 @@ NH3_432 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nh3_
 TYPES = ["H", "N"]
 
 
-def paper_model(seed: int = 0) -> Allegro:
+def paper_model(seed: int = 0, max_edges_per_chunk: int = 0) -> Allegro:
     torch.manual_seed(seed)
     return Allegro(
-        type_names=TYPES, r_max=6.0, l_max=1, avg_num_neighbors=80.0, per_species_energy_scale=0.02
+        type_names=TYPES,
+        r_max=6.0,
+        l_max=1,
+        avg_num_neighbors=80.0,
+        per_species_energy_scale=0.02,
+        max_edges_per_chunk=max_edges_per_chunk,
     ).eval()
 
 
@@ -139,9 +144,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--small-molecules", type=int, default=2, help="small box: n³ NH3")
     ap.add_argument("--skip-large-batch", action="store_true", help="skip 8 × 432 atoms")
+    ap.add_argument(
+        "--max-edges-per-chunk",
+        type=int,
+        default=0,
+        help="the model's edge chunking (0: none, the model's default)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = paper_model()
+    model = paper_model(max_edges_per_chunk=args.max_edges_per_chunk)
     liquid = liquid_432()
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
@@ -149,7 +160,8 @@ def main() -> None:
     )
     print(
         f"model: Allegro l_max=1, {count_parameters(model):,} parameters, "
-        f"{next(model.parameters()).dtype}; {len(liquid)} atoms"
+        f"{next(model.parameters()).dtype}, max_edges_per_chunk {model.max_edges_per_chunk}; "
+        f"{len(liquid)} atoms"
     )
 
     # 1. loop overhead ----------------------------------------------------------------
