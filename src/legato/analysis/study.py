@@ -1,0 +1,466 @@
+"""The robustness study, stage by stage and resumable (``legato study``, docs/study.md).
+
+Stages (each recorded in ``OUT/stages.json`` when done; a rerun with ``resume`` skips done
+stages, and interrupted training runs and MD batches continue from their checkpoints):
+
+``data``      split the frames into train+validation and test files, pick the base box;
+``train``     Allegro (Adam) and one Legato (SAM) model per rho of the grid (``legato.train``);
+``rho``       time-to-failure of every model at the base size, Table 1, best rho;
+``tfail``     ensembles of Allegro and the chosen Legato at every size (``analysis.tfail``);
+``scaling``   fits of t_failure = α·N^(−β) and Figs. 1, 2 and survival curves (``legato scaling``);
+``errors``    energy / force errors on the test frames with bootstrap CIs (paper §4.3);
+``sharpness`` sharpness around each model (Table 4, ``legato.train.sharpness``);
+``landscape`` loss along one random direction (Fig. 5, ``legato.train.landscape``);
+``report``    ``results.json`` and ``results.md`` (our numbers next to the paper's).
+
+Independent jobs (trainings, MD ensembles) run in ``workers`` processes; their output goes
+to ``OUT/logs/<job>.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from legato.analysis.failures import FailureTable, merge_tables, read_failure_table
+from legato.analysis.failures import write_text_atomic as _write_text
+from legato.analysis.study_config import (
+    StudyConfig,
+    dump_study_config,
+    train_config,
+    validate_study_config,
+)
+from legato.errors import LegatoError
+
+STAGES = ("data", "train", "rho", "tfail", "scaling", "errors", "sharpness", "landscape", "report")
+ALLEGRO = "allegro"
+
+
+def model_name(rho: float | None) -> str:
+    return ALLEGRO if rho is None else f"legato_rho{rho:g}"
+
+
+def model_label(rho: float | None) -> str:
+    return "Allegro" if rho is None else f"Legato rho={rho:g}"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n", overwrite=True)
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(type(x).__name__)
+
+
+# ----------------------------------------------------------------------------- jobs
+def _logged(fn: Callable[..., Any], kwargs: dict, log_path: str, threads: int) -> Any:
+    """Run ``fn(**kwargs)`` with stdout/stderr going to ``log_path`` (in a worker)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(log_path, "a", encoding="utf-8") as fh,
+        contextlib.redirect_stdout(fh),
+        contextlib.redirect_stderr(fh),
+    ):
+        try:
+            return fn(**kwargs)
+        except BaseException:
+            traceback.print_exc()
+            raise
+
+
+def run_jobs(
+    jobs: list[tuple[str, Callable[..., Any], dict]],
+    workers: int,
+    threads: int,
+    log_dir: Path,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run named jobs, ``workers`` at a time (in spawned processes if more than one).
+
+    All jobs run to the end even if one fails; then the first error is raised."""
+    results: dict[str, Any] = {}
+    errors: list[tuple[str, BaseException]] = []
+    if not jobs:
+        return results
+    t0 = time.perf_counter()
+    if workers <= 1 or len(jobs) == 1:
+        for name, fn, kw in jobs:
+            try:
+                results[name] = _logged(fn, kw, str(log_dir / f"{name}.log"), threads)
+                log(f"  done: {name} ({time.perf_counter() - t0:.0f} s)")
+            except Exception as exc:  # noqa: BLE001 — reported after the other jobs
+                errors.append((name, exc))
+    else:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")
+        ) as pool:
+            futures = {
+                pool.submit(_logged, fn, kw, str(log_dir / f"{name}.log"), threads): name
+                for name, fn, kw in jobs
+            }
+            from concurrent.futures import as_completed
+
+            for fut in as_completed(futures):
+                name = futures[fut]
+                try:
+                    results[name] = fut.result()
+                    log(f"  done: {name} ({time.perf_counter() - t0:.0f} s)")
+                except Exception as exc:  # noqa: BLE001
+                    errors.append((name, exc))
+    if errors:
+        name, exc = errors[0]
+        if isinstance(exc, LegatoError):
+            raise LegatoError(f"job {name}: {exc}")
+        raise LegatoError(
+            f"job {name} failed ({type(exc).__name__}: {exc}); see {log_dir / (name + '.log')}"
+        ) from exc
+    return results
+
+
+def train_job(config: dict) -> dict:
+    """Train one model (or continue / skip a run already in its folder)."""
+    from legato.train.config import parse_config
+    from legato.train.trainer import Trainer
+
+    run_dir = Path(config["run_dir"])
+    if (run_dir / "summary.json").is_file() and (run_dir / "best_model.pt").is_file():
+        return json.loads((run_dir / "summary.json").read_text())
+    if (run_dir / "checkpoint.pt").is_file():
+        return Trainer.resume(run_dir).fit()
+    if run_dir.exists() and any(run_dir.iterdir()):  # killed in its first epoch
+        k = 1
+        while run_dir.with_name(f"{run_dir.name}.aborted{k}").exists():
+            k += 1
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.aborted{k}"))
+    return Trainer.create(parse_config(config)).fit()
+
+
+def tfail_job(
+    model: str,
+    structure: str,
+    sizes: list,
+    instances: int,
+    protocol: dict,
+    out: str,
+    label: str,
+    seed: int,
+    checkpoint_every: int,
+) -> list[dict]:
+    """One time-to-failure ensemble (see :func:`legato.analysis.tfail.run_ensemble`)."""
+    from legato.analysis.tfail import TfailProtocol, run_ensemble
+    from legato.data import read_frames
+
+    base = read_frames(structure)[0]
+    res = run_ensemble(
+        model,
+        base,
+        sizes,
+        instances,
+        TfailProtocol(**protocol),
+        out,
+        label,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        progress=False,
+    )
+    return res.batches
+
+
+# ----------------------------------------------------------------------------- the study
+class Study:
+    """A study in folder ``out`` (see the module docstring). ``run()`` does what is left."""
+
+    def __init__(
+        self, cfg: StudyConfig, out: str | Path, resume: bool = False, log: Callable[[str], None] = print
+    ) -> None:
+        self.cfg, self.out, self.log = cfg, Path(out), log
+        self.data_dir, self.logs = self.out / "data", self.out / "logs"
+        self.state_path = self.out / "stages.json"
+        saved = self.out / "study_config.yaml"
+        text = dump_study_config(cfg)
+        if saved.exists():
+            if not resume:
+                raise LegatoError(
+                    f"{self.out} already holds a study; continue it with --resume or choose another --out"
+                )
+            if saved.read_text() != text:
+                import yaml
+
+                old = yaml.safe_load(saved.read_text())
+                new = yaml.safe_load(text)
+                diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                raise LegatoError(
+                    f"the config differs from the one of the study in {self.out} "
+                    f"(sections: {', '.join(diff)}); use another --out"
+                )
+        elif self.out.exists() and any(self.out.iterdir()):
+            raise LegatoError(f"{self.out} exists and is not a study folder; choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not saved.exists():
+            _write_text(saved, text)
+        self.state: dict[str, Any] = (
+            json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        )
+
+    # --------------------------------------------------------------- bookkeeping
+    def done(self, stage: str) -> bool:
+        return stage in self.state
+
+    def result(self, stage: str) -> Any:
+        return self.state[stage]["result"]
+
+    def _finish(self, stage: str, result: Any, t0: float) -> None:
+        self.state[stage] = {"result": result, "wall_s": time.perf_counter() - t0}
+        _write_json(self.state_path, self.state)
+
+    def models(self, grid_only: bool = False) -> list[float | None]:
+        """rho of every model to train (None = Allegro)."""
+        rhos: list[float | None] = list(self.cfg.rho_grid)
+        if self.cfg.legato_rho is not None and self.cfg.legato_rho not in rhos:
+            rhos.append(self.cfg.legato_rho)
+        return rhos if grid_only else [None, *rhos]
+
+    def model_path(self, rho: float | None) -> Path:
+        return self.out / "models" / model_name(rho) / "best_model.pt"
+
+    def tfail_dir(self, rho: float | None, reps_name: str) -> Path:
+        return self.out / "tfail" / model_name(rho) / f"size_{reps_name}"
+
+    def run(self, stages: tuple[str, ...] = STAGES, grid_only: bool = False) -> dict[str, Any]:
+        """Run the listed stages that are not done yet; returns every stage's result."""
+        keys = []
+        for stage in stages:
+            # the rho search alone (grid only) is recorded apart from the full study's stages
+            key = f"{stage}_grid" if grid_only and stage in ("train", "rho") else stage
+            keys.append(key)
+            if self.done(key):
+                self.log(f"[{stage}] done before, skipped")
+                continue
+            self.log(f"[{stage}] ...")
+            t0 = time.perf_counter()
+            fn = getattr(self, f"stage_{stage}")
+            res = fn(grid_only) if stage in ("train", "rho") else fn()
+            self._finish(key, res, t0)
+            self.log(f"[{stage}] finished in {time.perf_counter() - t0:.0f} s")
+        return {k: self.state[k]["result"] for k in keys if k in self.state}
+
+    # --------------------------------------------------------------- stages
+    def stage_data(self) -> dict:
+        """Train+validation and test files; the base box of the MD ensembles."""
+        from legato.data import read_frames
+        from legato.train.data import file_digest
+
+        cfg = self.cfg
+        frames = read_frames(cfg.data, cfg.data_index)
+        labels = [a.info.get("split") for a in frames]
+        if all(lab in ("train", "validation", "val", "test") for lab in labels):
+            test = [i for i, lab in enumerate(labels) if lab == "test"]
+            how = "split labels of the data file"
+        else:
+            rng = np.random.default_rng(cfg.split_seed)
+            n_test = max(1, int(round(cfg.test_fraction * len(frames))))
+            test = sorted(rng.permutation(len(frames))[:n_test].tolist())
+            how = f"seeded random {cfg.test_fraction:g} of the frames"
+        if not test or len(test) == len(frames):
+            raise LegatoError(f"{cfg.data}: need both test and training frames")
+        test_set = set(test)
+        train_val = [a for i, a in enumerate(frames) if i not in test_set]
+        test_frames = [frames[i] for i in test]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_frames(self.data_dir / "train_val.extxyz", train_val)
+        self._write_frames(self.data_dir / "test.extxyz", test_frames)
+        t = cfg.tfail
+        if t.structure is not None:
+            base = read_frames(t.structure)
+            if not -len(base) <= t.structure_index < len(base):
+                raise LegatoError(f"{t.structure}: no frame {t.structure_index}")
+            base_atoms, origin = base[t.structure_index], f"{t.structure}@{t.structure_index}"
+        else:  # the test MD frame whose temperature is closest to the MD temperature
+
+            def score(a) -> float:
+                temp = a.info.get("temperature_K")
+                md = a.info.get("source", "md") == "md"
+                return (0 if md else 1e9) + (abs(float(temp) - t.temperature_K) if temp else 1e6)
+
+            k = min(range(len(test_frames)), key=lambda i: score(test_frames[i]))
+            base_atoms, origin = test_frames[k], f"test frame {k} (data frame {test[k]})"
+        base_atoms = base_atoms.copy()
+        base_atoms.calc = None
+        self._write_frames(self.data_dir / "base.extxyz", [base_atoms])
+        info = {
+            "data": cfg.data,
+            "sha256": file_digest(cfg.data),
+            "frames": len(frames),
+            "train_val": len(train_val),
+            "test": len(test_frames),
+            "split": how,
+            "base": origin,
+            "base_n_atoms": len(base_atoms),
+        }
+        self.log(
+            f"  {len(frames)} frames: {len(train_val)} train+validation, "
+            f"{len(test_frames)} test ({how}); base box {origin}, {len(base_atoms)} atoms"
+        )
+        return info
+
+    @staticmethod
+    def _write_frames(path: Path, frames: list) -> None:
+        import ase.io
+
+        tmp = path.with_name(f".{path.name}.tmp")
+        ase.io.write(tmp, frames, format="extxyz")
+        tmp.replace(path)
+
+    def stage_train(self, grid_only: bool = False) -> dict:
+        cfg = self.cfg
+        data = str(self.data_dir / "train_val.extxyz")
+        jobs = []
+        for rho in self.models(grid_only):
+            run_dir = str(self.out / "models" / model_name(rho))
+            conf = train_config(cfg, rho, run_dir, data, cfg.threads_per_worker)
+            jobs.append((f"train_{model_name(rho)}", train_job, {"config": conf}))
+        res = run_jobs(jobs, cfg.workers, cfg.threads_per_worker, self.logs, self.log)
+        out = {}
+        for rho in self.models(grid_only):
+            s = res[f"train_{model_name(rho)}"]
+            m = s.get("best_val_metrics", {})
+            out[model_name(rho)] = {
+                "label": model_label(rho),
+                "rho": rho,
+                "epochs": s.get("epochs"),
+                "best_epoch": s.get("best_epoch"),
+                "stop_reason": s.get("stop_reason"),
+                "elapsed_s": s.get("elapsed_s"),
+                "mean_epoch_time_s": s.get("mean_epoch_time_s"),
+                "val_forces_rmse_meV_A": m.get("forces_rmse_meV_A"),
+                "val_energy_rmse_meV_atom": m.get("energy_rmse_meV_atom"),
+            }
+            self.log(
+                f"  {model_label(rho)}: {s.get('epochs')} epochs ({s.get('stop_reason')}), "
+                f"val force RMSE {m.get('forces_rmse_meV_A', float('nan')):.1f} meV/Å"
+            )
+        return out
+
+    def _tfail_jobs(self, rhos: list[float | None], sizes: list) -> list[tuple]:
+        from legato.analysis.tfail import parse_sizes, replication_name
+
+        t = self.cfg.tfail
+        n0 = self.result("data")["base_n_atoms"]
+        jobs = []
+        for reps in parse_sizes(sizes):
+            for rho in rhos:
+                name = replication_name(reps)
+                kw = {
+                    "model": str(self.model_path(rho)),
+                    "structure": str(self.data_dir / "base.extxyz"),
+                    "sizes": [name],
+                    "instances": t.instances,
+                    "protocol": t.protocol().to_dict(),
+                    "out": str(self.tfail_dir(rho, name)),
+                    "label": model_label(rho),
+                    "seed": t.seed,
+                    "checkpoint_every": t.checkpoint_every,
+                }
+                jobs.append(
+                    (n0 * reps[0] * reps[1] * reps[2], (f"tfail_{model_name(rho)}_size{name}", tfail_job, kw))
+                )
+        jobs.sort(key=lambda j: -j[0])  # largest first: better load balance
+        return [j for _, j in jobs]
+
+    def table(self, rho: float | None, sizes: list | None = None) -> FailureTable:
+        """The merged failure table of one model over ``sizes`` (default: all)."""
+        from legato.analysis.tfail import parse_sizes, replication_name
+
+        tables = []
+        for reps in parse_sizes(sizes or self.cfg.tfail.sizes):
+            p = self.tfail_dir(rho, replication_name(reps)) / "failures.csv"
+            if p.is_file():
+                tables.append(read_failure_table(p))
+        return merge_tables(tables)
+
+    def stage_rho(self, grid_only: bool = False) -> dict:
+        from legato.analysis.rho_search import plot_rho, rho_rows, write_rho_table
+
+        cfg = self.cfg
+        rhos = self.models(grid_only)
+        base = cfg.tfail.sizes[0]
+        run_jobs(self._tfail_jobs(rhos, [base]), cfg.workers, cfg.threads_per_worker, self.logs, self.log)
+        tables = {rho: self.table(rho, [base]) for rho in rhos}
+        rows = rho_rows(tables, cfg.analysis.confidence)
+        write_rho_table(rows, self.out / "table1_rho.csv", self.out / "table1_rho.md")
+        plot_rho(rows, self.out / "table1_rho.png", cfg.tfail.max_steps)
+        grid = [r for r in rows if r["rho"] is not None and r["rho"] in cfg.rho_grid]
+        best = max(grid, key=lambda r: r["mean"])["rho"] if grid else None
+        chosen = cfg.legato_rho if cfg.legato_rho is not None else best
+        self.log(f"  best rho of the grid by mean t_failure: {best}; Legato uses rho={chosen}")
+        return {"rows": rows, "best_rho": best, "legato_rho": chosen}
+
+    def legato_rho(self) -> float:
+        rho = self.result("rho")["legato_rho"]
+        if rho is None:
+            raise LegatoError("no Legato model: give rho_grid values or legato_rho")
+        return float(rho)
+
+    def stage_tfail(self) -> dict:
+        cfg = self.cfg
+        rhos = [None, self.legato_rho()]
+        res = run_jobs(
+            self._tfail_jobs(rhos, cfg.tfail.sizes), cfg.workers, cfg.threads_per_worker, self.logs, self.log
+        )
+        batches = [b for v in res.values() for b in v]
+        return {"batches": batches}
+
+    def stage_scaling(self) -> dict:
+        from legato.analysis.study_report import scaling_outputs
+
+        return scaling_outputs(self)
+
+    def stage_errors(self) -> dict:
+        from legato.analysis.study_report import force_errors
+
+        return force_errors(self) if self.cfg.errors.enabled else {}
+
+    def stage_sharpness(self) -> dict:
+        from legato.analysis.study_report import sharpness_jobs
+
+        return sharpness_jobs(self) if self.cfg.sharpness.enabled else {}
+
+    def stage_landscape(self) -> dict:
+        from legato.analysis.study_report import landscape
+
+        return landscape(self) if self.cfg.landscape.enabled else {}
+
+    def stage_report(self) -> dict:
+        from legato.analysis.study_report import write_report
+
+        return write_report(self)
+
+
+def run_study(
+    config: StudyConfig | dict,
+    out: str | Path,
+    resume: bool = False,
+    stages: tuple[str, ...] = STAGES,
+    log: Callable[[str], None] = print,
+) -> Study:
+    """Run (or continue) a study; returns the :class:`Study` (results in ``study.state``)."""
+    cfg = config if isinstance(config, StudyConfig) else validate_study_config(config)
+    study = Study(cfg, out, resume=resume, log=log)
+    study.run(stages)
+    return study

@@ -1,0 +1,257 @@
+"""Schema of the robustness study (``legato study CONFIG.yaml``), validated with pydantic.
+
+Unknown keys are errors naming the nearest valid key. The ``train`` section is a
+``legato train`` config without ``run_dir`` and ``data.path`` (the study fills them);
+``allegro`` and ``legato`` are deep-merged over it for the two kinds of model. See
+docs/study.md for every key.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from legato.errors import LegatoError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TfailSection(_Strict):
+    """Time-to-failure protocol and ensemble sizes (see legato.analysis.tfail)."""
+
+    structure: str | None = None  # base box; default: a test-split MD frame near T
+    structure_index: int = 0
+    sizes: list[int | str] = Field(default_factory=lambda: [1, "1x1x2", 2, 3])
+    instances: int = Field(10, ge=1)
+    seed: int = Field(0, ge=0)
+    temperature_K: float = Field(200.0, gt=0)
+    timestep_fs: float = Field(2.5, gt=0)
+    nvt_steps: int = Field(1000, ge=0)
+    max_steps: int = Field(10000, ge=1)
+    perturb_A: float = Field(0.01, ge=0)
+    check_every: int = Field(10, ge=1)
+    temperature_window_K: tuple[float, float] | Literal["auto"] | None = "auto"
+    min_distance_A: float | None = Field(0.5, gt=0)
+    max_force_outliers: int | None = Field(None, ge=0)
+    outlier_sigma: float = Field(5.0, gt=0)
+    checkpoint_every: int = Field(500, ge=0)
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, value: list[int | str]) -> list[int | str]:
+        from legato.analysis.tfail import parse_sizes
+
+        try:
+            parse_sizes(value)
+        except LegatoError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def protocol(self):
+        from legato.analysis.tfail import TfailProtocol
+
+        return TfailProtocol(
+            temperature_K=self.temperature_K,
+            timestep_fs=self.timestep_fs,
+            nvt_steps=self.nvt_steps,
+            max_steps=self.max_steps,
+            perturb_A=self.perturb_A,
+            check_every=self.check_every,
+            temperature_window_K=self.temperature_window_K,
+            min_distance_A=self.min_distance_A,
+            max_force_outliers=self.max_force_outliers,
+            outlier_sigma=self.outlier_sigma,
+        )
+
+
+class ErrorsSection(_Strict):
+    """Energy and force errors on the held-out test frames (paper §4.3)."""
+
+    enabled: bool = True
+    max_frames: int | None = Field(None, ge=1)
+    batch_size: int = Field(4, ge=1)
+    n_boot: int = Field(1000, ge=10)
+
+
+class SharpnessSection(_Strict):
+    """Sharpness around each model (paper Table 4), legato.train.sharpness."""
+
+    enabled: bool = True
+    rho: float = Field(0.05, gt=0)
+    samples: int = Field(100, ge=1)
+    stat: Literal["max", "mean"] = "max"
+    dist: Literal["ball", "gaussian"] = "ball"
+    max_frames: int = Field(16, ge=1)
+    seed: int = 0
+    all_models: bool = False  # also every model of the rho grid
+
+
+class LandscapeSection(_Strict):
+    """1-D loss surface along one random direction (paper Fig. 5)."""
+
+    enabled: bool = True
+    points: int = Field(21, ge=3)
+    t_max: float = Field(1.0, gt=0)
+    normalize: Literal["global", "filter", "none"] = "filter"
+    scale: float = Field(1.0, gt=0)
+    max_frames: int = Field(16, ge=1)
+    seed: int = 0
+
+
+class AnalysisSection(_Strict):
+    """Scaling fits (legato.analysis.scaling) and figure choices."""
+
+    n_boot: int = Field(2000, ge=10)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+    weibull_ci: Literal["profile", "bootstrap"] = "profile"
+    fig1_instances: int = Field(3, ge=1)  # runs per model drawn in Fig. 1 (largest size)
+
+
+class StudyConfig(_Strict):
+    """The whole study: data, two kinds of model, the rho grid, tfail, analyses."""
+
+    data: str  # labelled frames (extxyz[.gz]); info["split"] == "test" marks test frames
+    data_index: str = ":"
+    test_fraction: float = Field(0.1, gt=0, lt=1)  # when the frames carry no split labels
+    split_seed: int = 0
+    train: dict[str, Any] = Field(default_factory=dict)
+    allegro: dict[str, Any] = Field(default_factory=dict)
+    legato: dict[str, Any] = Field(default_factory=dict)
+    rho_grid: list[float] = Field(default_factory=lambda: [0.001, 0.0025, 0.005, 0.01])
+    legato_rho: float | None = Field(None, gt=0)  # None: the best rho of the grid
+    tfail: TfailSection = Field(default_factory=TfailSection)
+    errors: ErrorsSection = Field(default_factory=ErrorsSection)
+    sharpness: SharpnessSection = Field(default_factory=SharpnessSection)
+    landscape: LandscapeSection = Field(default_factory=LandscapeSection)
+    analysis: AnalysisSection = Field(default_factory=AnalysisSection)
+    workers: int = Field(2, ge=1)  # parallel processes (training and MD jobs)
+    threads_per_worker: int = Field(1, ge=1)
+
+    @field_validator("rho_grid")
+    @classmethod
+    def _grid(cls, value: list[float]) -> list[float]:
+        if any(not r > 0 for r in value) or len(set(value)) != len(value):
+            raise ValueError("rho_grid values must be positive and distinct")
+        return [float(r) for r in value]
+
+
+# ---------------------------------------------------------------------- training configs
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` merged into a copy of ``base`` (nested dicts merged, other values replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def train_config(
+    cfg: StudyConfig, rho: float | None, run_dir: str, data_path: str, threads: int | None = None
+) -> dict:
+    """The ``legato train`` config of one model: Allegro (Adam) if ``rho`` is None, else
+    Legato (SAM with that rho)."""
+    if rho is None:
+        d = deep_merge(cfg.train, cfg.allegro)
+        d = deep_merge(d, {"sam": {"enabled": False}})
+    else:
+        d = deep_merge(cfg.train, cfg.legato)
+        d = deep_merge(d, {"sam": {"enabled": True, "rho": float(rho)}})
+    d = deep_merge(d, {"run_dir": run_dir, "data": {"path": data_path}, "training": {"progress": False}})
+    if threads is not None:
+        d["training"]["num_threads"] = threads
+    return d
+
+
+def check_train_sections(cfg: StudyConfig) -> None:
+    """Validate the Allegro and Legato training configs the study will build."""
+    from legato.train.config import parse_config
+
+    for name, rho in (("allegro", None), ("legato", 0.005)):
+        for key in ("run_dir",):
+            if key in cfg.train or key in getattr(cfg, name):
+                raise LegatoError(f"'{key}' is set by the study; remove it from train/{name}")
+        parse_config(train_config(cfg, rho, "<run_dir>", "<data>"), f"study config ({name})")
+
+
+# ---------------------------------------------------------------------- loading
+def _owner(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    cls: Any = root
+    for part in loc[:-1]:
+        fld = cls.model_fields.get(part) if isinstance(part, str) else None
+        if fld is None:
+            return None if isinstance(part, str) else cls
+        ann = fld.annotation
+        cand = [
+            a
+            for a in (getattr(ann, "__args__", None) or (ann,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not cand:
+            return None
+        cls = cand[0]
+    return cls
+
+
+def validate_study_config(data: Any, source: str = "study config") -> StudyConfig:
+    """Validate a study config dict; every problem is one LegatoError line."""
+    if not isinstance(data, dict):
+        raise LegatoError(f"{source}: top level must be a mapping")
+    try:
+        cfg = StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        errs = exc.errors()
+        err = next((e for e in errs if e["type"] == "extra_forbidden"), errs[0])
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            owner = _owner(loc, StudyConfig)
+            valid = list(owner.model_fields) if owner is not None else []
+            near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.0)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise LegatoError(f"{source}: unknown key '{where}'{hint}") from None
+        if err["type"] == "missing":
+            raise LegatoError(f"{source}: missing required key '{where}'") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise LegatoError(f"{source}: invalid value for '{where}': {msg}") from None
+    check_train_sections(cfg)
+    return cfg
+
+
+def _resolve(path: str, base: Path) -> str:
+    """A path of the config: relative to the config's folder if it exists there, else to
+    the current directory."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return str(p)
+    return str((base / p).resolve() if (base / p).exists() else p.resolve())
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read, resolve relative paths (config folder first, then cwd) and validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise LegatoError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise LegatoError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    cfg = validate_study_config(data or {}, str(path))
+    base = path.resolve().parent
+    cfg.data = _resolve(cfg.data, base)
+    if cfg.tfail.structure is not None:
+        cfg.tfail.structure = _resolve(cfg.tfail.structure, base)
+    return cfg
+
+
+def dump_study_config(cfg: StudyConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

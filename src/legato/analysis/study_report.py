@@ -1,0 +1,510 @@
+"""Analysis stages of the robustness study and its report (used by legato.analysis.study).
+
+- :func:`scaling_outputs` — merged failure tables, the scaling fits and Figs. 1, 2 and the
+  survival curves via ``legato scaling``;
+- :func:`force_errors` — energy / force errors on the test frames, with percentile-bootstrap
+  CIs over frames and the paired Legato/Allegro force-RMSE ratio;
+- :func:`sharpness_jobs`, :func:`landscape` — ``legato.train.sharpness`` / ``landscape``;
+- :func:`write_report` — ``results.json`` and ``results.md``: our numbers next to the paper's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from legato.analysis.failures import FailureTable, merge_tables, write_failure_table
+from legato.analysis.failures import write_text_atomic as _write_text
+from legato.errors import LegatoError
+
+if TYPE_CHECKING:
+    from legato.analysis.study import Study
+
+#: the paper's numbers (allegro-legato.md): Fig. 2, §4.3, Table 4
+PAPER = {
+    "beta": {"Allegro": 0.29, "Legato": 0.14},
+    "t_failure_27648": {"Allegro": 5500, "Legato": 14600},
+    "forces_rmse_meV_A": {"Allegro": 14.7, "Legato": 15.9},
+    "forces_mae_meV_A": {"Allegro": 10.7, "Legato": 11.6},
+    "sharpness": {"Allegro": 3.2e-4, "Legato": 1.2e-4},
+}
+
+
+def _main_models(study: Study) -> list[float | None]:
+    return [None, study.legato_rho()]
+
+
+def _kind(label: str) -> str:
+    return "Allegro" if label == "Allegro" else "Legato"
+
+
+# ----------------------------------------------------------------------------- scaling
+def scaling_outputs(study: Study) -> dict:
+    """Fits and figures for Allegro and the chosen Legato (all sizes)."""
+    from legato.analysis.study import model_label
+    from legato.analysis.tfail import parse_sizes, read_outliers, replication_name
+    from legato.cli import scaling as scaling_cli
+
+    cfg = study.cfg
+    out = study.out / "scaling"
+    out.mkdir(parents=True, exist_ok=True)
+    rhos = _main_models(study)
+    table = merge_tables(study.table(rho) for rho in rhos)
+    write_failure_table(table, out / "failures_all.csv", overwrite=True)
+    fit = FailureTable([r for r in table if r.t_failure_steps > 0], table.extra_columns)
+    nvt = len(table) - len(fit)
+    write_failure_table(fit, out / "failures_fit.csv", overwrite=True)
+    # Fig. 1: force-outlier counts of a few runs per model at the largest size
+    largest = replication_name(max(parse_sizes(cfg.tfail.sizes), key=lambda r: r[0] * r[1] * r[2]))
+    rows = []
+    for rho in rhos:
+        runs = read_outliers(study.tfail_dir(rho, largest) / "outliers.csv")
+        seeds = sorted({int(r["seed"]) for r in runs})[: cfg.analysis.fig1_instances]
+        rows += [
+            {"step": r["step"], "outliers": r["outliers"], "model": model_label(rho), "run": r["run"]}
+            for r in runs
+            if int(r["seed"]) in seeds
+        ]
+    fig1 = None
+    if rows:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["step", "outliers", "model", "run"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        fig1 = out / "fig1_outliers.csv"
+        _write_text(fig1, buf.getvalue(), overwrite=True)
+    a = cfg.analysis
+    ns = argparse.Namespace(
+        tables=[str(out / "failures_fit.csv")],
+        out=str(out),
+        time="steps",
+        confidence=a.confidence,
+        n_boot=a.n_boot,
+        seed=a.seed,
+        weibull_ci=a.weibull_ci,
+        outliers=str(fig1) if fig1 else None,
+        overwrite=True,
+    )
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        scaling_cli.run(ns)
+    report = buf.getvalue()
+    _write_text(out / "report.txt", report, overwrite=True)
+    study.log(report.rstrip())
+    fits = json.loads((out / "scaling_fits.json").read_text())
+    return {"nvt_failures_excluded": nvt, "models": fits["models"], "report": report}
+
+
+# ----------------------------------------------------------------------------- errors
+def frame_errors(model, frames: list, batch_size: int = 4) -> dict[str, np.ndarray]:
+    """Per-frame error sums [n_frames]: force squared / absolute component errors and their
+    count, per-atom energy error (meV, meV/Å units applied later)."""
+    import torch
+
+    from legato.data import keys as K
+    from legato.train.evaluation import model_batches
+
+    f_sq, f_abs, f_n, e_err = [], [], [], []
+    for batch in model_batches(model, frames, batch_size, progress=False):
+        out = model(batch)
+        n_fr = int(batch[K.NUM_ATOMS].numel())
+        d = (out[K.FORCES].detach() - batch[K.FORCES]).double()  # [n_atoms, 3]
+        b = batch[K.BATCH]
+        f_sq.append(torch.zeros(n_fr, dtype=torch.float64).index_add_(0, b, d.pow(2).sum(1)))
+        f_abs.append(torch.zeros(n_fr, dtype=torch.float64).index_add_(0, b, d.abs().sum(1)))
+        f_n.append(3.0 * batch[K.NUM_ATOMS].double())
+        de = out[K.TOTAL_ENERGY].detach().double() - batch[K.TOTAL_ENERGY].double()
+        e_err.append(de / batch[K.NUM_ATOMS].double())
+    cat = lambda xs: torch.cat(xs).numpy()  # noqa: E731
+    return {"f_sq": cat(f_sq), "f_abs": cat(f_abs), "f_n": cat(f_n), "e_err": cat(e_err)}
+
+
+def _metrics(e: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    """[..., 4]: force RMSE, force MAE (meV/Å), energy RMSE, MAE (meV/atom) over frames idx."""
+    n = e["f_n"][idx].sum(-1)
+    return 1000.0 * np.stack(
+        [
+            np.sqrt(e["f_sq"][idx].sum(-1) / n),
+            e["f_abs"][idx].sum(-1) / n,
+            np.sqrt((e["e_err"][idx] ** 2).mean(-1)),
+            np.abs(e["e_err"][idx]).mean(-1),
+        ],
+        -1,
+    )
+
+
+def force_errors(study: Study) -> dict:
+    """Test-set errors of every trained model with 95 % bootstrap CIs (frames resampled)."""
+    from legato.analysis.study import model_label, model_name
+    from legato.data import read_frames
+    from legato.models import load_model
+
+    cfg = study.cfg
+    frames = read_frames(study.data_dir / "test.extxyz")
+    if cfg.errors.max_frames:
+        frames = frames[: cfg.errors.max_frames]
+    rng = np.random.default_rng(cfg.analysis.seed)
+    boot = rng.integers(0, len(frames), size=(cfg.errors.n_boot, len(frames)))
+    q = [(1 - cfg.analysis.confidence) / 2, (1 + cfg.analysis.confidence) / 2]
+    per_frame, rows = {}, []
+    for rho in study.models():
+        model = load_model(study.model_path(rho))
+        e = frame_errors(model, frames, cfg.errors.batch_size)
+        per_frame[rho] = e
+        point = _metrics(e, np.arange(len(frames)))
+        lo, hi = np.quantile(_metrics(e, boot), q, axis=0)
+        names = ["forces_rmse_meV_A", "forces_mae_meV_A", "energy_rmse_meV_atom", "energy_mae_meV_atom"]
+        row = {"model": model_label(rho), "name": model_name(rho), "rho": rho, "n_frames": len(frames)}
+        for k, name in enumerate(names):
+            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = point[k], lo[k], hi[k]
+        rows.append(row)
+        study.log(
+            f"  {model_label(rho)}: test force RMSE {point[0]:.1f} "
+            f"[{lo[0]:.1f}, {hi[0]:.1f}] meV/Å, MAE {point[1]:.1f} meV/Å"
+        )
+    a, lg = per_frame[None], per_frame[study.legato_rho()]
+    ratio = _metrics(lg, np.arange(len(frames)))[0] / _metrics(a, np.arange(len(frames)))[0]
+    r_boot = _metrics(lg, boot)[:, 0] / _metrics(a, boot)[:, 0]
+    r_lo, r_hi = np.quantile(r_boot, q)
+    cols = list(rows[0])
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    _write_text(study.out / "force_errors.csv", buf.getvalue(), overwrite=True)
+    return {"rows": rows, "legato_over_allegro_rmse": float(ratio), "ratio_ci": [float(r_lo), float(r_hi)]}
+
+
+# ----------------------------------------------------------------------------- sharpness
+def sharpness_job(
+    model_path: str,
+    data: str,
+    max_frames: int,
+    batch_size: int,
+    rho: float,
+    samples: int,
+    stat: str,
+    dist: str,
+    seed: int,
+) -> dict:
+    """Sharpness of one model on (up to ``max_frames``) of its training frames."""
+    from legato.models import load_model
+    from legato.train.evaluation import model_batches, model_loss_spec, select_frames
+    from legato.train.sharpness import sharpness
+
+    model = load_model(model_path)
+    frames = select_frames(model, data, subset="train")[:max_frames]
+    batches = model_batches(model, frames, batch_size, progress=False)
+    res = sharpness(
+        model,
+        batches,
+        model_loss_spec(model),
+        rho=rho,
+        samples=samples,
+        stat=stat,
+        dist=dist,
+        seed=seed,
+        progress=False,
+    )
+    return res.as_dict()
+
+
+def sharpness_jobs(study: Study) -> dict:
+    from legato.analysis.study import model_label, model_name, run_jobs
+
+    cfg, s = study.cfg, study.cfg.sharpness
+    rhos = study.models() if s.all_models else _main_models(study)
+    jobs = [
+        (
+            f"sharpness_{model_name(rho)}",
+            sharpness_job,
+            {
+                "model_path": str(study.model_path(rho)),
+                "data": str(study.data_dir / "train_val.extxyz"),
+                "max_frames": s.max_frames,
+                "batch_size": cfg.errors.batch_size,
+                "rho": s.rho,
+                "samples": s.samples,
+                "stat": s.stat,
+                "dist": s.dist,
+                "seed": s.seed,
+            },
+        )
+        for rho in rhos
+    ]
+    res = run_jobs(jobs, cfg.workers, cfg.threads_per_worker, study.logs, study.log)
+    rows = []
+    for rho in rhos:
+        r = res[f"sharpness_{model_name(rho)}"]
+        rows.append({"model": model_label(rho), "rho_sam": rho, **r})
+        study.log(
+            f"  {model_label(rho)}: sharpness ({r['stat']}, {r['dist']}, radius "
+            f"{r['rho']:g}) {r['value']:.3g} ± {r['stderr']:.2g}, mean {r['mean']:.3g}"
+        )
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    _write_text(study.out / "sharpness.csv", buf.getvalue(), overwrite=True)
+    return {"rows": rows}
+
+
+def landscape(study: Study) -> dict:
+    """L(w + t·d) of Allegro and Legato along the same seeded random direction."""
+    from legato.analysis.study import model_label
+    from legato.models import load_model
+    from legato.train import landscape as ls
+    from legato.train.evaluation import model_batches, model_loss_spec, select_frames
+
+    c = study.cfg.landscape
+    ts = np.linspace(-c.t_max, c.t_max, c.points)
+    curves = {}
+    for rho in _main_models(study):
+        model = load_model(study.model_path(rho))
+        frames = select_frames(model, study.data_dir / "train_val.extxyz", subset="train")
+        batches = model_batches(model, frames[: c.max_frames], study.cfg.errors.batch_size, progress=False)
+        d = ls.random_direction(model, seed=c.seed, normalize=c.normalize, scale=c.scale)
+        curves[model_label(rho)] = ls.loss_curve(
+            model, batches, model_loss_spec(model), d, ts, progress=False
+        )
+    ls.write_csv(study.out / "landscape.csv", ts, curves)
+    ls.plot(
+        study.out / "landscape.png",
+        ts,
+        curves,
+        f"Loss along a random direction ({c.normalize} normalised, seed {c.seed})",
+    )
+    return {"t": ts.tolist(), "curves": {k: v.tolist() for k, v in curves.items()}}
+
+
+# ----------------------------------------------------------------------------- report
+def _f(x: Any, nd: int = 1) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "inf" if isinstance(x, float) and x == math.inf else "—"
+    return f"{x:.{nd}f}"
+
+
+def _ci(v: float | None, ci: list | tuple | None, nd: int = 2) -> str:
+    if v is None:
+        return "—"
+    return f"{_f(v, nd)} [{_f(ci[0], nd)}, {_f(ci[1], nd)}]" if ci else _f(v, nd)
+
+
+def _beta(models: list[dict], label: str, method: str) -> tuple[float, list] | None:
+    for m in models:
+        if m["model"] == label and method in m["fits"]:
+            f = m["fits"][method]
+            lo, hi = (math.inf if x is None else x for x in f["beta_ci"])
+            return f["beta"], [lo, hi]
+    return None
+
+
+def claims(study: Study) -> list[str]:
+    """Plain statements of which of the paper's claims our numbers support."""
+    from legato.analysis.study import model_label
+
+    out = []
+    la, ll = model_label(None), model_label(study.legato_rho())
+    if study.done("scaling"):
+        models = study.result("scaling")["models"]
+        sizes = {m["model"]: {s["n_atoms"]: s for s in m["sizes"]} for m in models}
+        better, signif, total = 0, 0, 0
+        for n, sa in sizes.get(la, {}).items():
+            sl = sizes.get(ll, {}).get(n)
+            if sl is None:
+                continue
+            total += 1
+            diff = sl["mean"] - sa["mean"]
+            se = math.hypot(sa["sem"] or 0.0, sl["sem"] or 0.0)
+            better += diff > 0
+            signif += diff > 2 * se
+        out.append(
+            f"Longer t_failure with Legato (paper: at every size): Legato's mean is higher "
+            f"at {better} of {total} sizes, by more than 2 s.e. at {signif}."
+        )
+        for method, name in (
+            ("weibull", "Weibull ML (uses censored runs)"),
+            ("means", "log-log fit of means (the paper's)"),
+        ):
+            ba, bl = _beta(models, la, method), _beta(models, ll, method)
+            if ba is None or bl is None:
+                out.append(f"β by {name}: not available for both models.")
+                continue
+            if bl[0] < ba[0]:
+                verdict = (
+                    "holds: CIs disjoint"
+                    if bl[1][1] < ba[1][0]
+                    else "same direction as the paper, but the CIs overlap (not significant)"
+                )
+            else:
+                verdict = "does not hold: β_Legato ≥ β_Allegro"
+            out.append(
+                f"β_Legato < β_Allegro by {name}: β = {bl[0]:.2f} vs {ba[0]:.2f} "
+                f"(paper 0.14 vs 0.29) — {verdict}."
+            )
+    if study.done("errors") and study.result("errors"):
+        e = study.result("errors")
+        r, (lo, hi) = e["legato_over_allegro_rmse"], e["ratio_ci"]
+        out.append(
+            f"Accuracy cost of SAM (paper: Legato's force RMSE ≈ 8 % higher): "
+            f"Legato/Allegro test force RMSE = {r:.3f} [{lo:.3f}, {hi:.3f}]."
+        )
+    if study.done("sharpness") and study.result("sharpness"):
+        rows = {r["model"]: r for r in study.result("sharpness")["rows"]}
+        if la in rows and ll in rows:
+            a, b = rows[la], rows[ll]
+            verdict = (
+                "holds"
+                if b["value"] + 2 * b["stderr"] < a["value"] - 2 * a["stderr"]
+                else ("same direction, within 2 s.e." if b["value"] < a["value"] else "does not hold")
+            )
+            out.append(
+                f"Lower sharpness with SAM (paper Table 4: 1.2e-4 vs 3.2e-4): "
+                f"{b['value']:.3g} vs {a['value']:.3g} — {verdict}."
+            )
+    if study.done("rho") and study.result("rho")["best_rho"] is not None:
+        out.append(
+            f"Best ρ of the grid by mean t_failure: {study.result('rho')['best_rho']:g} (paper: 0.005)."
+        )
+    return out
+
+
+def write_report(study: Study) -> dict:
+    """``results.json`` (every stage's result and wall time) and ``results.md``."""
+    cfg = study.cfg
+    st = study.state
+    t = cfg.tfail
+    lines = ["# Robustness study: Allegro vs Allegro-Legato", ""]
+    d = st["data"]["result"]
+    lines += [
+        f"Data: `{d['data']}` ({d['frames']} frames: {d['train_val']} train+validation, "
+        f"{d['test']} test; {d['split']}). Base box: {d['base']}, {d['base_n_atoms']} atoms.",
+        f"MD: T = {t.temperature_K:g} K, Δt = {t.timestep_fs:g} fs, {t.nvt_steps} NVT steps "
+        f"then NVE up to {t.max_steps} steps; failure = T outside "
+        f"{t.temperature_window_K} (auto = [T/2, 3T/2]), closest pair < {t.min_distance_A} Å, "
+        f"non-finite; checks every {t.check_every} steps; {t.instances} instances per size; "
+        f"sizes {t.sizes}. t_failure in NVE steps.",
+        "",
+    ]
+    if "rho" in st:
+        from legato.analysis.rho_search import format_rho_markdown
+
+        lines += [
+            "## Table 1: SAM ρ vs t_failure at the base size",
+            "",
+            format_rho_markdown(st["rho"]["result"]["rows"]),
+            "",
+        ]
+    if "scaling" in st:
+        res = st["scaling"]["result"]
+        lines += [
+            "## Fig. 2: t_failure per size (NVE steps)",
+            "",
+            "| model | N | runs | censored | mean ± s.e. | KM median [95 % CI] |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in res["models"]:
+            for s in m["sizes"]:
+                lo, hi = s["median_ci"]
+                lines.append(
+                    f"| {m['model']} | {s['n_atoms']} | {s['n']} | {s['n_censored']} | "
+                    f"{_f(s['mean'], 0)} ± {_f(s['sem'], 0)} | {_f(s['median'], 0)} "
+                    f"[{_f(lo, 0)}, {_f(hi, 0)}] |"
+                )
+        lines += [
+            "",
+            "Fidelity-scaling exponent β (t_failure = α·N^−β), 95 % CI:",
+            "",
+            "| model | means fit (paper's method) | Weibull ML | shape k | exponential ML | paper |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in res["models"]:
+            f = m["fits"]
+
+            def cell(name: str, f: dict = f) -> str:
+                return _ci(f[name]["beta"], f[name]["beta_ci"]) if name in f else "—"
+
+            k = f["weibull"]["shape"] if "weibull" in f else None
+            lines.append(
+                f"| {m['model']} | {cell('means')} | {cell('weibull')} | {_f(k, 2)} | "
+                f"{cell('exponential')} | {PAPER['beta'][_kind(m['model'])]} |"
+            )
+        if res["nvt_failures_excluded"]:
+            lines.append(
+                f"\n{res['nvt_failures_excluded']} run(s) failed during NVT (t = 0) "
+                "and are left out of the fits."
+            )
+        lines.append("")
+    if st.get("errors", {}).get("result"):
+        e = st["errors"]["result"]
+        lines += [
+            "## Test-set errors (paper §4.3; 95 % bootstrap CI over frames)",
+            "",
+            "| model | force RMSE (meV/Å) | force MAE (meV/Å) | energy RMSE (meV/atom) | paper RMSE / MAE |",
+            "|---|---|---|---|---|",
+        ]
+        for r in e["rows"]:
+            kind = _kind(r["model"])
+            lines.append(
+                f"| {r['model']} | {_ci(r['forces_rmse_meV_A'], [r['forces_rmse_meV_A_lo'], r['forces_rmse_meV_A_hi']], 1)} | "  # noqa: E501
+                f"{_ci(r['forces_mae_meV_A'], [r['forces_mae_meV_A_lo'], r['forces_mae_meV_A_hi']], 1)} | "  # noqa: E501
+                f"{_ci(r['energy_rmse_meV_atom'], [r['energy_rmse_meV_atom_lo'], r['energy_rmse_meV_atom_hi']], 2)} | "  # noqa: E501
+                f"{PAPER['forces_rmse_meV_A'][kind]} / {PAPER['forces_mae_meV_A'][kind]} |"
+            )
+        lines.append("")
+    if st.get("sharpness", {}).get("result"):
+        lines += [
+            "## Sharpness (paper Table 4)",
+            "",
+            "| model | statistic | value ± s.e. | mean | samples | paper |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in st["sharpness"]["result"]["rows"]:
+            lines.append(
+                f"| {r['model']} | {r['stat']} over {r['dist']} radius {r['rho']:g} | "
+                f"{r['value']:.3g} ± {r['stderr']:.2g} | {r['mean']:.3g} | "
+                f"{r['samples']} | {PAPER['sharpness'][_kind(r['model'])]:.1e} |"
+            )
+        lines.append("")
+    lines += ["## What holds", ""] + [f"- {c}" for c in claims(study)] + [""]
+    lines += ["## Wall time per stage", "", "| stage | s |", "|---|---|"]
+    lines += [f"| {k} | {v['wall_s']:.0f} |" for k, v in st.items()]
+    pngs = sorted(
+        p.relative_to(study.out).as_posix() for p in study.out.rglob("*.png") if "models" not in p.parts
+    )
+    lines += ["", "Figures: " + ", ".join(f"`{p}`" for p in pngs), ""]
+    text = "\n".join(lines)
+    _write_text(study.out / "results.md", text, overwrite=True)
+    _write_text(
+        study.out / "results.json",
+        json.dumps(_finite(st), indent=1, default=_default, allow_nan=False) + "\n",
+        overwrite=True,
+    )
+    return {"results_md": str(study.out / "results.md"), "claims": claims(study)}
+
+
+def _finite(obj: Any) -> Any:
+    """Copy with non-finite floats as None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _default(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise LegatoError(f"cannot serialise {type(x).__name__}")
