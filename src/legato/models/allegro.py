@@ -42,7 +42,7 @@ class Allegro(nn.Module):
         avg_num_neighbors: float = 1.0,
         per_species_energy_shift: float | Sequence[float] = 0.0,
         per_species_energy_scale: float | Sequence[float] = 1.0,
-        max_edges_per_chunk: int = 0,
+        max_edges_per_chunk: int = 8192,
     ) -> None:
         super().__init__()
         type_names = [str(t) for t in type_names]
