@@ -30,8 +30,7 @@ def tiny_nh3_data(path: Path, n_frames: int = 24) -> Path:
     small forces, milliseconds per frame."""
     frames = []
     for k in range(n_frames):
-        a = build_liquid("NH3", 2, density_g_cm3=0.7982, seed=k, deuterium=True,
-                         min_distance_A=1.5)
+        a = build_liquid("NH3", 2, density_g_cm3=0.7982, seed=k, deuterium=True, min_distance_A=1.5)
         a.rattle(0.02, seed=k)
         a.calc = LennardJones(sigma=0.8, epsilon=0.01, rc=3.0, smooth=True)
         e, f = a.get_potential_energy(), a.get_forces()
@@ -84,11 +83,22 @@ def test_tiny_study_end_to_end_resumes_and_refuses_to_overwrite(tiny_data, tmp_p
     base_table = read_failure_table(out / "tfail" / "allegro" / "size_1" / "failures.csv")
     study = run_study(cfg, out, resume=True, log=lambda s: None)
     assert all(study.done(s) for s in STAGES)
-    for name in ("results.md", "results.json", "table1_rho.csv", "table1_rho.md",
-                 "table1_rho.png", "force_errors.csv", "sharpness.csv", "landscape.png",
-                 "scaling/fig2_scaling.png", "scaling/survival.png", "scaling/fig1_outliers.png",
-                 "scaling/scaling_fits.json", "models/allegro/best_model.pt",
-                 "models/legato_rho0.05/best_model.pt"):
+    for name in (
+        "results.md",
+        "results.json",
+        "table1_rho.csv",
+        "table1_rho.md",
+        "table1_rho.png",
+        "force_errors.csv",
+        "sharpness.csv",
+        "landscape.png",
+        "scaling/fig2_scaling.png",
+        "scaling/survival.png",
+        "scaling/fig1_outliers.png",
+        "scaling/scaling_fits.json",
+        "models/allegro/best_model.pt",
+        "models/legato_rho0.05/best_model.pt",
+    ):
         assert (out / name).is_file(), name
     # the base-size ensemble of the rho stage was reused by the tfail stage, not rerun
     runs = (out / "tfail" / "allegro" / "size_1" / "runs.jsonl").read_text().splitlines()
@@ -119,8 +129,7 @@ def test_tiny_study_end_to_end_resumes_and_refuses_to_overwrite(tiny_data, tmp_p
     assert (out / "models" / "allegro" / "best_model.pt").stat().st_mtime_ns == stamp
     # a changed config is not mixed into an existing study
     with pytest.raises(LegatoError, match="differs"):
-        run_study({**cfg, "tfail": {**cfg["tfail"], "max_steps": 31}}, out, resume=True,
-                  log=lambda s: None)
+        run_study({**cfg, "tfail": {**cfg["tfail"], "max_steps": 31}}, out, resume=True, log=lambda s: None)
 
 
 def test_demo_quick_runs_and_refuses_to_overwrite(tiny_data, tmp_path, capsys):

@@ -78,8 +78,9 @@ def test_parse_sizes_and_replication():
     assert not np.allclose(replicate_box(base, (1, 2, 3), 0.05, 5).positions, big.positions)
 
 
-def analytic_failure_step(n_atoms: int, force: float, temperature: float, dt_fs: float,
-                          every: int, mass: float) -> int:
+def analytic_failure_step(
+    n_atoms: int, force: float, temperature: float, dt_fs: float, every: int, mass: float
+) -> int:
     """First check step at which T > 3T/2 under a constant force (zero total momentum)."""
     ke0 = 0.5 * (3 * n_atoms - 3) * KB_EV_PER_K * temperature
     # KE(t) = KE0 + N F² t² / (2m): T exceeds 1.5 T0 once N F² t² / (2 m KE0) > 1/2
@@ -89,9 +90,15 @@ def analytic_failure_step(n_atoms: int, force: float, temperature: float, dt_fs:
 
 def test_t_failure_counts_nve_steps_as_predicted_analytically(tmp_path):
     pot = ConstantForce(0.01)
-    protocol = TfailProtocol(temperature_K=100.0, timestep_fs=2.0, nvt_steps=0,
-                             max_steps=1000, check_every=10, perturb_A=0.01,
-                             min_distance_A=None)  # the atoms do not interact: they may cross
+    protocol = TfailProtocol(
+        temperature_K=100.0,
+        timestep_fs=2.0,
+        nvt_steps=0,
+        max_steps=1000,
+        check_every=10,
+        perturb_A=0.01,
+        min_distance_A=None,
+    )  # the atoms do not interact: they may cross
     res = run_ensemble(pot, cubic_argon(), "1,1x1x2", 3, protocol, tmp_path, "cf", **QUIET)
     assert len(res.table) == 6
     mass = fcc_argon().get_masses()[0]
@@ -104,8 +111,15 @@ def test_t_failure_counts_nve_steps_as_predicted_analytically(tmp_path):
     assert {r.t_failure_steps for r in res.table} == {350, 360}  # N = 8 and N = 16
 
     # with NVT first, t_failure still counts NVE steps only; a budget below it censors
-    prot2 = TfailProtocol(temperature_K=100.0, timestep_fs=2.0, nvt_steps=30, max_steps=200,
-                          check_every=10, thermostat_tau_fs=1e6, min_distance_A=None)
+    prot2 = TfailProtocol(
+        temperature_K=100.0,
+        timestep_fs=2.0,
+        nvt_steps=30,
+        max_steps=200,
+        check_every=10,
+        thermostat_tau_fs=1e6,
+        min_distance_A=None,
+    )
     res2 = run_ensemble(pot, cubic_argon(), "1", 2, prot2, tmp_path / "b", "cf", **QUIET)
     for rec in res2.table:
         assert rec.censored and rec.reason == "budget"
@@ -114,8 +128,7 @@ def test_t_failure_counts_nve_steps_as_predicted_analytically(tmp_path):
 
 def test_instances_do_not_depend_on_their_batch_and_runs_resume(tmp_path):
     pot = LennardJones(r_max=6.0)
-    prot = TfailProtocol(temperature_K=150.0, timestep_fs=40.0, nvt_steps=20, max_steps=120,
-                         perturb_A=0.05)
+    prot = TfailProtocol(temperature_K=150.0, timestep_fs=40.0, nvt_steps=20, max_steps=120, perturb_A=0.05)
     together = run_ensemble(pot, fcc_argon(), "1", 4, prot, tmp_path / "all", "lj", **QUIET)
     times = [r.t_failure_steps for r in together.table]
     assert len(set(times)) > 1  # the seeds matter
@@ -134,11 +147,13 @@ def test_instances_do_not_depend_on_their_batch_and_runs_resume(tmp_path):
 
     # other protocol or other weights under the same label: refused
     with pytest.raises(LegatoError, match="protocol"):
-        run_ensemble(pot, fcc_argon(), "1", 4, TfailProtocol(temperature_K=151.0), tmp_path / "all",
-                     "lj", **QUIET)
+        run_ensemble(
+            pot, fcc_argon(), "1", 4, TfailProtocol(temperature_K=151.0), tmp_path / "all", "lj", **QUIET
+        )
     with pytest.raises(LegatoError, match="model labelled"):
-        run_ensemble(LennardJones(r_max=6.0, sigma_A=3.3), fcc_argon(), "1", 4, prot,
-                     tmp_path / "all", "lj", **QUIET)
+        run_ensemble(
+            LennardJones(r_max=6.0, sigma_A=3.3), fcc_argon(), "1", 4, prot, tmp_path / "all", "lj", **QUIET
+        )
 
 
 class Interrupt(torch.nn.Module):
@@ -157,19 +172,15 @@ class Interrupt(torch.nn.Module):
 
 
 def test_interrupted_size_resumes_from_its_md_checkpoint(tmp_path):
-    prot = TfailProtocol(temperature_K=150.0, timestep_fs=40.0, nvt_steps=20, max_steps=120,
-                         perturb_A=0.05)
-    ref = run_ensemble(LennardJones(r_max=6.0), fcc_argon(), "1", 3, prot, tmp_path / "ref",
-                       "lj", **QUIET)
+    prot = TfailProtocol(temperature_K=150.0, timestep_fs=40.0, nvt_steps=20, max_steps=120, perturb_A=0.05)
+    ref = run_ensemble(LennardJones(r_max=6.0), fcc_argon(), "1", 3, prot, tmp_path / "ref", "lj", **QUIET)
     pot = Interrupt(LennardJones(r_max=6.0), 70)
     with pytest.raises(KeyboardInterrupt):
-        run_ensemble(pot, fcc_argon(), "1", 3, prot, tmp_path / "cut", "lj",
-                     checkpoint_every=25, **QUIET)
+        run_ensemble(pot, fcc_argon(), "1", 3, prot, tmp_path / "cut", "lj", checkpoint_every=25, **QUIET)
     assert not (tmp_path / "cut" / "failures.csv").exists()
     assert not (tmp_path / "cut" / ".tfail.lock").exists()
     assert (tmp_path / "cut" / "md" / "lj" / "N32_s0-2" / "checkpoint.pt").is_file()
-    res = run_ensemble(pot, fcc_argon(), "1", 3, prot, tmp_path / "cut", "lj",
-                       checkpoint_every=25, **QUIET)
+    res = run_ensemble(pot, fcc_argon(), "1", 3, prot, tmp_path / "cut", "lj", checkpoint_every=25, **QUIET)
     assert list(res.table) == list(ref.table)
     a = (tmp_path / "ref" / "outliers.csv").read_text()
     assert (tmp_path / "cut" / "outliers.csv").read_text() == a
@@ -179,20 +190,49 @@ def test_cli_writes_tables_that_round_trip_and_plot(tmp_path, capsys):
     from legato.models import Allegro, save_model
 
     torch.manual_seed(0)
-    model = Allegro(type_names=["H", "N"], r_max=3.0, l_max=1, num_layers=1,
-                    env_embed_multiplicity=4, two_body_latent_mlp_latent_dimensions=[8, 16],
-                    latent_mlp_latent_dimensions=[16], edge_eng_mlp_latent_dimensions=[8],
-                    avg_num_neighbors=8.0, per_species_energy_scale=0.01)
+    model = Allegro(
+        type_names=["H", "N"],
+        r_max=3.0,
+        l_max=1,
+        num_layers=1,
+        env_embed_multiplicity=4,
+        two_body_latent_mlp_latent_dimensions=[8, 16],
+        latent_mlp_latent_dimensions=[16],
+        edge_eng_mlp_latent_dimensions=[8],
+        avg_num_neighbors=8.0,
+        per_species_energy_scale=0.01,
+    )
     save_model(model, tmp_path / "m.pt")
     from legato.data.liquid import build_liquid
 
     box = build_liquid("NH3", 4, density_g_cm3=0.7, seed=1, deuterium=True)
     box.write(tmp_path / "box.extxyz")
     out = tmp_path / "tf"
-    argv = ["tfail", str(tmp_path / "m.pt"), "--structure", str(tmp_path / "box.extxyz"),
-            "--sizes", "1,1x1x2", "--instances", "2", "--temperature-K", "200",
-            "--timestep-fs", "1.0", "--nvt-steps", "5", "--max-steps", "10",
-            "--check-every", "5", "--out", str(out), "--label", "tiny", "--no-progress"]
+    argv = [
+        "tfail",
+        str(tmp_path / "m.pt"),
+        "--structure",
+        str(tmp_path / "box.extxyz"),
+        "--sizes",
+        "1,1x1x2",
+        "--instances",
+        "2",
+        "--temperature-K",
+        "200",
+        "--timestep-fs",
+        "1.0",
+        "--nvt-steps",
+        "5",
+        "--max-steps",
+        "10",
+        "--check-every",
+        "5",
+        "--out",
+        str(out),
+        "--label",
+        "tiny",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     table = read_failure_table(out / "failures.csv")
     assert table.sizes("tiny") == [16, 32] and len(table) == 4

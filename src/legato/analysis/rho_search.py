@@ -42,36 +42,41 @@ ROW_COLUMNS = (
 )
 
 
+def ensemble_summary(table: FailureTable, confidence: float = 0.95) -> dict:
+    """Statistics of one model at one size (t in NVE steps): runs, failures (in NVT),
+    censored runs, mean ± s.e. with censored runs at the budget (= restricted mean survival
+    time) and the Kaplan–Meier median with its CI (inf = not reached)."""
+    sizes = table.sizes()
+    if len(sizes) != 1 or len(table.models()) != 1:
+        raise LegatoError(f"expected one model at one size, got {table}")
+    _, t, c = table.arrays("steps")
+    stage = [r.extra.get("stage", "nve") for r in table]
+    km = kaplan_meier(t, c, confidence=confidence)
+    lo, hi = km.median_ci()
+    return {
+        "label": table.models()[0],
+        "n_atoms": sizes[0],
+        "n": int(t.size),
+        "failed": int((~c).sum()),
+        "censored": int(c.sum()),
+        "nvt_failures": int(sum(s == "nvt" for s in stage)),
+        "mean": float(t.mean()),
+        "sem": float(t.std(ddof=1) / math.sqrt(t.size)) if t.size > 1 else math.nan,
+        "median": km.median(),
+        "median_lo": lo,
+        "median_hi": hi,
+    }
+
+
 def rho_rows(tables: dict[float | None, FailureTable], confidence: float = 0.95) -> list[dict]:
     """One row per model (ρ = None: the Adam-trained Allegro reference), t in NVE steps."""
     rows = []
     for rho, table in tables.items():
         if len(table) == 0:
             raise LegatoError(f"no time-to-failure runs for rho={rho}")
-        sizes = table.sizes()
-        if len(sizes) != 1:
-            raise LegatoError(f"rho={rho}: expected one size, got {sizes}")
-        _, t, c = table.arrays("steps")
-        stage = [r.extra.get("stage", "nve") for r in table]
-        km = kaplan_meier(t, c, confidence=confidence)
-        lo, hi = km.median_ci()
-        rows.append(
-            {
-                "rho": rho,
-                "label": table.models()[0],
-                "n_atoms": sizes[0],
-                "n": int(t.size),
-                "failed": int((~c).sum()),
-                "censored": int(c.sum()),
-                "nvt_failures": int(sum(s == "nvt" for s in stage)),
-                "mean": float(t.mean()),
-                "sem": float(t.std(ddof=1) / math.sqrt(t.size)) if t.size > 1 else math.nan,
-                "median": km.median(),
-                "median_lo": lo,
-                "median_hi": hi,
-                "paper_t_failure": PAPER_TABLE1.get(rho) if rho is not None else None,
-            }
-        )
+        row = {"rho": rho, **ensemble_summary(table, confidence)}
+        row["paper_t_failure"] = PAPER_TABLE1.get(rho) if rho is not None else None
+        rows.append(row)
     return rows
 
 

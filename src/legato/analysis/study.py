@@ -43,6 +43,8 @@ from legato.errors import LegatoError
 
 STAGES = ("data", "train", "rho", "tfail", "scaling", "errors", "sharpness", "landscape", "report")
 ALLEGRO = "allegro"
+#: config keys that may change between a run and its resumption (they do not change results)
+RUNTIME_KEYS = ("workers", "threads_per_worker")
 
 
 def model_name(rho: float | None) -> str:
@@ -182,6 +184,31 @@ def tfail_job(
     return res.batches
 
 
+def read_dataset(path: str | Path, index: str = ":") -> list:
+    """Frames of a dataset file. A gzipped extxyz is decompressed in memory first: ASE
+    seeks in the compressed stream while indexing frames, which is ~30× slower."""
+    import gzip
+    import io
+
+    import ase.io
+
+    from legato.data import read_frames
+
+    path = Path(path)
+    if not (path.suffix == ".gz" and path.stem.endswith("xyz") and path.is_file()):
+        return read_frames(path, index)
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            frames = ase.io.read(io.StringIO(fh.read()), index=index, format="extxyz")
+    except Exception as exc:  # noqa: BLE001 — ASE raises many types for malformed input
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LegatoError(f"cannot read {path}: {msg}") from None
+    frames = [frames] if not isinstance(frames, list) else frames
+    if not frames:
+        raise LegatoError(f"no frames in {path}")
+    return frames
+
+
 # ----------------------------------------------------------------------------- the study
 class Study:
     """A study in folder ``out`` (see the module docstring). ``run()`` does what is left."""
@@ -199,12 +226,13 @@ class Study:
                 raise LegatoError(
                     f"{self.out} already holds a study; continue it with --resume or choose another --out"
                 )
-            if saved.read_text() != text:
-                import yaml
+            import yaml
 
-                old = yaml.safe_load(saved.read_text())
-                new = yaml.safe_load(text)
-                diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            old, new = yaml.safe_load(saved.read_text()), yaml.safe_load(text)
+            diff = sorted(
+                k for k in set(old) | set(new) if k not in RUNTIME_KEYS and old.get(k) != new.get(k)
+            )
+            if diff:
                 raise LegatoError(
                     f"the config differs from the one of the study in {self.out} "
                     f"(sections: {', '.join(diff)}); use another --out"
@@ -267,7 +295,7 @@ class Study:
         from legato.train.data import file_digest
 
         cfg = self.cfg
-        frames = read_frames(cfg.data, cfg.data_index)
+        frames = read_dataset(cfg.data, cfg.data_index)
         labels = [a.info.get("split") for a in frames]
         if all(lab in ("train", "validation", "val", "test") for lab in labels):
             test = [i for i, lab in enumerate(labels) if lab == "test"]
@@ -371,7 +399,7 @@ class Study:
                     "structure": str(self.data_dir / "base.extxyz"),
                     "sizes": [name],
                     "instances": t.instances,
-                    "protocol": t.protocol().to_dict(),
+                    "protocol": t.protocol(reps).to_dict(),
                     "out": str(self.tfail_dir(rho, name)),
                     "label": model_label(rho),
                     "seed": t.seed,
@@ -396,6 +424,7 @@ class Study:
 
     def stage_rho(self, grid_only: bool = False) -> dict:
         from legato.analysis.rho_search import plot_rho, rho_rows, write_rho_table
+        from legato.analysis.tfail import parse_sizes
 
         cfg = self.cfg
         rhos = self.models(grid_only)
@@ -404,7 +433,7 @@ class Study:
         tables = {rho: self.table(rho, [base]) for rho in rhos}
         rows = rho_rows(tables, cfg.analysis.confidence)
         write_rho_table(rows, self.out / "table1_rho.csv", self.out / "table1_rho.md")
-        plot_rho(rows, self.out / "table1_rho.png", cfg.tfail.max_steps)
+        plot_rho(rows, self.out / "table1_rho.png", cfg.tfail.budget(parse_sizes([base])[0]))
         grid = [r for r in rows if r["rho"] is not None and r["rho"] in cfg.rho_grid]
         best = max(grid, key=lambda r: r["mean"])["rho"] if grid else None
         chosen = cfg.legato_rho if cfg.legato_rho is not None else best

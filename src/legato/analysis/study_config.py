@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from legato.errors import LegatoError
 
@@ -35,6 +35,10 @@ class TfailSection(_Strict):
     timestep_fs: float = Field(2.5, gt=0)
     nvt_steps: int = Field(1000, ge=0)
     max_steps: int = Field(10000, ge=1)
+    #: per-size NVE budgets (key: a size as in ``sizes``) bounding the cost of large sizes;
+    #: sizes not listed use ``max_steps``. Censoring times may differ between sizes.
+    max_steps_by_size: dict[str, int] = Field(default_factory=dict)
+    thermostat_tau_fs: float | None = Field(None, gt=0)  # Nosé–Hoover τ; None: 100 steps
     perturb_A: float = Field(0.01, ge=0)
     check_every: int = Field(10, ge=1)
     temperature_window_K: tuple[float, float] | Literal["auto"] | None = "auto"
@@ -54,14 +58,41 @@ class TfailSection(_Strict):
             raise ValueError(str(exc)) from None
         return value
 
-    def protocol(self):
+    @model_validator(mode="after")
+    def _budgets(self) -> TfailSection:
+        from legato.analysis.tfail import parse_sizes
+
+        sizes = parse_sizes(self.sizes)
+        for key, steps in self.max_steps_by_size.items():
+            try:
+                reps = parse_sizes([key])[0]
+            except LegatoError as exc:
+                raise ValueError(f"max_steps_by_size: {exc}") from None
+            if reps not in sizes:
+                raise ValueError(f"max_steps_by_size: size {key!r} is not in sizes")
+            if steps < 1:
+                raise ValueError(f"max_steps_by_size: budget of {key!r} must be >= 1")
+        return self
+
+    def budget(self, reps: tuple[int, int, int]) -> int:
+        """NVE step budget of one size."""
+        from legato.analysis.tfail import parse_sizes
+
+        for key, steps in self.max_steps_by_size.items():
+            if parse_sizes([key])[0] == tuple(reps):
+                return int(steps)
+        return self.max_steps
+
+    def protocol(self, reps: tuple[int, int, int] | None = None):
+        """The MD protocol (of one size, whose NVE budget may differ)."""
         from legato.analysis.tfail import TfailProtocol
 
         return TfailProtocol(
             temperature_K=self.temperature_K,
             timestep_fs=self.timestep_fs,
             nvt_steps=self.nvt_steps,
-            max_steps=self.max_steps,
+            max_steps=self.max_steps if reps is None else self.budget(reps),
+            thermostat_tau_fs=self.thermostat_tau_fs,
             perturb_A=self.perturb_A,
             check_every=self.check_every,
             temperature_window_K=self.temperature_window_K,
@@ -141,6 +172,12 @@ class StudyConfig(_Strict):
         if any(not r > 0 for r in value) or len(set(value)) != len(value):
             raise ValueError("rho_grid values must be positive and distinct")
         return [float(r) for r in value]
+
+    @model_validator(mode="after")
+    def _legato(self) -> StudyConfig:
+        if not self.rho_grid and self.legato_rho is None:
+            raise ValueError("give rho_grid values or legato_rho (the Legato model's SAM rho)")
+        return self
 
 
 # ---------------------------------------------------------------------- training configs
@@ -222,18 +259,22 @@ def validate_study_config(data: Any, source: str = "study config") -> StudyConfi
         if err["type"] == "missing":
             raise LegatoError(f"{source}: missing required key '{where}'") from None
         msg = err["msg"].removeprefix("Value error, ")
+        if not where:
+            raise LegatoError(f"{source}: {msg}") from None
         raise LegatoError(f"{source}: invalid value for '{where}': {msg}") from None
     check_train_sections(cfg)
     return cfg
 
 
 def _resolve(path: str, base: Path) -> str:
-    """A path of the config: relative to the config's folder if it exists there, else to
-    the current directory."""
+    """A path of the config: relative to the config's folder, or to the current directory
+    if it exists only there."""
     p = Path(path).expanduser()
     if p.is_absolute():
         return str(p)
-    return str((base / p).resolve() if (base / p).exists() else p.resolve())
+    if not (base / p).exists() and p.exists():
+        return str(p.resolve())
+    return str((base / p).resolve())
 
 
 def load_study_config(path: str | Path) -> StudyConfig:

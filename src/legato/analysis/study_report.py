@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from legato.analysis.failures import FailureTable, merge_tables, write_failure_table
+from legato.analysis.failures import FailureRecord, FailureTable, merge_tables, write_failure_table
 from legato.analysis.failures import write_text_atomic as _write_text
 from legato.errors import LegatoError
 
@@ -49,9 +49,9 @@ def _kind(label: str) -> str:
 # ----------------------------------------------------------------------------- scaling
 def scaling_outputs(study: Study) -> dict:
     """Fits and figures for Allegro and the chosen Legato (all sizes)."""
+    from legato.analysis.rho_search import ensemble_summary
     from legato.analysis.study import model_label
     from legato.analysis.tfail import parse_sizes, read_outliers, replication_name
-    from legato.cli import scaling as scaling_cli
 
     cfg = study.cfg
     out = study.out / "scaling"
@@ -82,15 +82,66 @@ def scaling_outputs(study: Study) -> dict:
         fig1 = out / "fig1_outliers.csv"
         _write_text(fig1, buf.getvalue(), overwrite=True)
     a = cfg.analysis
+    ensembles = [
+        ensemble_summary(table.select(model=m, n_atoms=n), a.confidence)
+        for m in table.models()
+        for n in table.sizes(m)
+    ]
+    if len(fit) == 0 or len(fit.sizes()) < 2:
+        from legato.analysis.plots import plot_outliers, plot_survival
+
+        note = "no fit: fewer than two sizes have runs that reached NVE"
+        plot_survival(table, out / "survival.png", confidence=a.confidence, overwrite=True)
+        if fig1:
+            plot_outliers(fig1, out / "fig1_outliers.png", overwrite=True)
+        study.log(f"  {note}")
+        return {"nvt_failures_excluded": nvt, "models": [], "ensembles": ensembles, "report": note}
+    report = _run_scaling(study, out / "failures_fit.csv", out, fig1)
+    fits = json.loads((out / "scaling_fits.json").read_text())
+    # the same fits on the clock of the whole run (NVT + NVE steps): no run is left out
+    total = FailureTable(
+        [
+            FailureRecord(
+                r.model,
+                r.n_atoms,
+                r.seed,
+                int(r.extra["t_total_steps"]),
+                int(r.extra["t_total_steps"]) * cfg.tfail.timestep_fs,
+                r.reason,
+                r.censored,
+                r.extra,
+            )
+            for r in table
+        ],
+        table.extra_columns,
+    )
+    (out / "total_clock").mkdir(exist_ok=True)
+    write_failure_table(total, out / "total_clock" / "failures_total.csv", overwrite=True)
+    _run_scaling(study, out / "total_clock" / "failures_total.csv", out / "total_clock", None)
+    fits_total = json.loads((out / "total_clock" / "scaling_fits.json").read_text())
+    return {
+        "nvt_failures_excluded": nvt,
+        "models": fits["models"],
+        "models_total_clock": fits_total["models"],
+        "ensembles": ensembles,
+        "report": report,
+    }
+
+
+def _run_scaling(study: Study, table: Path, out: Path, outliers: Path | None) -> str:
+    """``legato scaling`` on one table; returns its printed report (also report.txt)."""
+    from legato.cli import scaling as scaling_cli
+
+    a = study.cfg.analysis
     ns = argparse.Namespace(
-        tables=[str(out / "failures_fit.csv")],
+        tables=[str(table)],
         out=str(out),
         time="steps",
         confidence=a.confidence,
         n_boot=a.n_boot,
         seed=a.seed,
         weibull_ci=a.weibull_ci,
-        outliers=str(fig1) if fig1 else None,
+        outliers=str(outliers) if outliers else None,
         overwrite=True,
     )
     buf = io.StringIO()
@@ -99,8 +150,7 @@ def scaling_outputs(study: Study) -> dict:
     report = buf.getvalue()
     _write_text(out / "report.txt", report, overwrite=True)
     study.log(report.rstrip())
-    fits = json.loads((out / "scaling_fits.json").read_text())
-    return {"nvt_failures_excluded": nvt, "models": fits["models"], "report": report}
+    return report
 
 
 # ----------------------------------------------------------------------------- errors
@@ -287,8 +337,11 @@ def landscape(study: Study) -> dict:
 
 # ----------------------------------------------------------------------------- report
 def _f(x: Any, nd: int = 1) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "inf" if isinstance(x, float) and x == math.inf else "—"
+    """A number for the report; inf (e.g. a median not reached) is "n.r."."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, float) and math.isinf(x):
+        return "n.r."
     return f"{x:.{nd}f}"
 
 
@@ -315,7 +368,9 @@ def claims(study: Study) -> list[str]:
     la, ll = model_label(None), model_label(study.legato_rho())
     if study.done("scaling"):
         models = study.result("scaling")["models"]
-        sizes = {m["model"]: {s["n_atoms"]: s for s in m["sizes"]} for m in models}
+        sizes: dict[str, dict[int, dict]] = {}
+        for e in study.result("scaling")["ensembles"]:
+            sizes.setdefault(e["label"], {})[e["n_atoms"]] = e
         better, signif, total = 0, 0, 0
         for n, sa in sizes.get(la, {}).items():
             sl = sizes.get(ll, {}).get(n)
@@ -323,18 +378,20 @@ def claims(study: Study) -> list[str]:
                 continue
             total += 1
             diff = sl["mean"] - sa["mean"]
-            se = math.hypot(sa["sem"] or 0.0, sl["sem"] or 0.0)
+            se = math.hypot(np.nan_to_num(sa["sem"]), np.nan_to_num(sl["sem"]))
             better += diff > 0
             signif += diff > 2 * se
         out.append(
             f"Longer t_failure with Legato (paper: at every size): Legato's mean is higher "
             f"at {better} of {total} sizes, by more than 2 s.e. at {signif}."
         )
-        for method, name in (
-            ("weibull", "Weibull ML (uses censored runs)"),
-            ("means", "log-log fit of means (the paper's)"),
+        total = study.result("scaling").get("models_total_clock", [])
+        for fits, method, name in (
+            (models, "weibull", "Weibull ML (uses censored runs), NVE clock"),
+            (models, "means", "log-log fit of means (the paper's), NVE clock"),
+            (total, "weibull", "Weibull ML, NVT+NVE clock (no run left out)"),
         ):
-            ba, bl = _beta(models, la, method), _beta(models, ll, method)
+            ba, bl = _beta(fits, la, method), _beta(fits, ll, method)
             if ba is None or bl is None:
                 out.append(f"β by {name}: not available for both models.")
                 continue
@@ -388,7 +445,8 @@ def write_report(study: Study) -> dict:
         f"Data: `{d['data']}` ({d['frames']} frames: {d['train_val']} train+validation, "
         f"{d['test']} test; {d['split']}). Base box: {d['base']}, {d['base_n_atoms']} atoms.",
         f"MD: T = {t.temperature_K:g} K, Δt = {t.timestep_fs:g} fs, {t.nvt_steps} NVT steps "
-        f"then NVE up to {t.max_steps} steps; failure = T outside "
+        f"then NVE up to {t.max_steps} steps "
+        f"(per size: {t.max_steps_by_size or 'the same'}); failure = T outside "
         f"{t.temperature_window_K} (auto = [T/2, 3T/2]), closest pair < {t.min_distance_A} Å, "
         f"non-finite; checks every {t.check_every} steps; {t.instances} instances per size; "
         f"sizes {t.sizes}. t_failure in NVE steps.",
@@ -408,39 +466,42 @@ def write_report(study: Study) -> dict:
         lines += [
             "## Fig. 2: t_failure per size (NVE steps)",
             "",
-            "| model | N | runs | censored | mean ± s.e. | KM median [95 % CI] |",
-            "|---|---|---|---|---|---|",
+            "| model | N | runs | failed in NVT / NVE | alive at budget | mean ± s.e. "
+            "| KM median [95 % CI] |",
+            "|---|---|---|---|---|---|---|",
         ]
-        for m in res["models"]:
-            for s in m["sizes"]:
-                lo, hi = s["median_ci"]
-                lines.append(
-                    f"| {m['model']} | {s['n_atoms']} | {s['n']} | {s['n_censored']} | "
-                    f"{_f(s['mean'], 0)} ± {_f(s['sem'], 0)} | {_f(s['median'], 0)} "
-                    f"[{_f(lo, 0)}, {_f(hi, 0)}] |"
-                )
+        for e in res["ensembles"]:
+            lines.append(
+                f"| {e['label']} | {e['n_atoms']} | {e['n']} | {e['nvt_failures']} / "
+                f"{e['failed'] - e['nvt_failures']} | {e['censored']} | {_f(e['mean'], 0)} ± "
+                f"{_f(e['sem'], 0)} | {_f(e['median'], 0)} [{_f(e['median_lo'], 0)}, "
+                f"{_f(e['median_hi'], 0)}] |"
+            )
         lines += [
             "",
             "Fidelity-scaling exponent β (t_failure = α·N^−β), 95 % CI:",
             "",
-            "| model | means fit (paper's method) | Weibull ML | shape k | exponential ML | paper |",
-            "|---|---|---|---|---|---|",
+            "| model | clock | means fit (paper's method) | Weibull ML | shape k | exponential ML | paper |",
+            "|---|---|---|---|---|---|---|",
         ]
-        for m in res["models"]:
-            f = m["fits"]
+        clocks = (("NVE steps", res["models"]), ("NVT+NVE steps", res.get("models_total_clock", [])))
+        for clock, models in clocks:
+            for m in models:
+                f = m["fits"]
 
-            def cell(name: str, f: dict = f) -> str:
-                return _ci(f[name]["beta"], f[name]["beta_ci"]) if name in f else "—"
+                def cell(name: str, f: dict = f) -> str:
+                    return _ci(f[name]["beta"], f[name]["beta_ci"]) if name in f else "—"
 
-            k = f["weibull"]["shape"] if "weibull" in f else None
-            lines.append(
-                f"| {m['model']} | {cell('means')} | {cell('weibull')} | {_f(k, 2)} | "
-                f"{cell('exponential')} | {PAPER['beta'][_kind(m['model'])]} |"
-            )
+                k = f["weibull"]["shape"] if "weibull" in f else None
+                lines.append(
+                    f"| {m['model']} | {clock} | {cell('means')} | {cell('weibull')} | {_f(k, 2)} | "
+                    f"{cell('exponential')} | {PAPER['beta'][_kind(m['model'])]} |"
+                )
         if res["nvt_failures_excluded"]:
             lines.append(
-                f"\n{res['nvt_failures_excluded']} run(s) failed during NVT (t = 0) "
-                "and are left out of the fits."
+                f"\n{res['nvt_failures_excluded']} run(s) failed during NVT (t = 0 NVE steps) and "
+                "are left out of the NVE-clock fits; the NVT+NVE clock counts every step of every "
+                "run."
             )
         lines.append("")
     if st.get("errors", {}).get("result"):

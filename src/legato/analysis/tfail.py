@@ -54,8 +54,17 @@ from legato.analysis.failures import (
 from legato.errors import LegatoError
 
 Replication = tuple[int, int, int]
-OUTLIER_COLUMNS = ("model", "n_atoms", "seed", "run", "step", "nve_step", "outliers",
-                   "max_force_eV_A", "temperature_K")
+OUTLIER_COLUMNS = (
+    "model",
+    "n_atoms",
+    "seed",
+    "run",
+    "step",
+    "nve_step",
+    "outliers",
+    "max_force_eV_A",
+    "temperature_K",
+)
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[x×*]\s*(\d+)\s*[x×*]\s*(\d+))?\s*$")
 
 
@@ -123,9 +132,11 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     of its modules (e.g. a pair potential's σ): same model → same print."""
     h = hashlib.sha256()
     for name, mod in model.named_modules():
-        scalars = sorted((k, v) for k, v in vars(mod).items()
-                         if isinstance(v, (int, float, str, bool)) and not k.startswith("_")
-                         and k != "training")
+        scalars = sorted(
+            (k, v)
+            for k, v in vars(mod).items()
+            if isinstance(v, (int, float, str, bool)) and not k.startswith("_") and k != "training"
+        )
         h.update(f"{name}:{type(mod).__name__}:{scalars}".encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
@@ -213,8 +224,12 @@ class TfailProtocol:
                 "max_force_outliers": self.max_force_outliers,
                 "min_distance_A": self.min_distance_A,
             },
-            "output": {"thermo_every": self.check_every, "trajectory_every": 0,
-                       "checkpoint_every": checkpoint_every, "progress": progress},
+            "output": {
+                "thermo_every": self.check_every,
+                "trajectory_every": 0,
+                "checkpoint_every": checkpoint_every,
+                "progress": progress,
+            },
         }
 
 
@@ -266,8 +281,9 @@ def _check_record(path: Path, key: str, value: dict, what: str) -> None:
     data = json.loads(path.read_text()) if path.is_file() else {}
     if key in data and data[key] != value:
         diff = sorted(k for k in set(data[key]) | set(value) if data[key].get(k) != value.get(k))
-        raise LegatoError(f"{path}: {what} differs from the earlier run ({', '.join(diff)}); "
-                          "use another output folder")
+        raise LegatoError(
+            f"{path}: {what} differs from the earlier run ({', '.join(diff)}); use another output folder"
+        )
     if key not in data:
         data[key] = value
         _json_atomic(path, data)
@@ -331,11 +347,15 @@ def run_batch(
     records, outlier rows and the MD summary."""
     seeds = [int(s) for s in seeds]
     n_atoms = len(base) * reps[0] * reps[1] * reps[2]
-    structures = [
-        replicate_box(base, reps, protocol.perturb_A, derived_seed(s, n_atoms, 1)) for s in seeds
-    ]
-    meta = {"label": label, "replication": list(reps), "n_atoms": n_atoms, "seeds": seeds,
-            "base": structure_fingerprint(base), "protocol": protocol.to_dict()}
+    structures = [replicate_box(base, reps, protocol.perturb_A, derived_seed(s, n_atoms, 1)) for s in seeds]
+    meta = {
+        "label": label,
+        "replication": list(reps),
+        "n_atoms": n_atoms,
+        "seeds": seeds,
+        "base": structure_fingerprint(base),
+        "protocol": protocol.to_dict(),
+    }
     meta_path = run_dir.with_name(run_dir.name + ".json")
     resume = (run_dir / "checkpoint.pt").is_file()
     if resume:
@@ -350,8 +370,11 @@ def run_batch(
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     _json_atomic(meta_path, meta)
     runner = _runner_class()(
-        model, structures, protocol.md_config(len(seeds), checkpoint_every, progress),
-        output_dir=run_dir, force_sigma_eV_A=force_sigma_eV_A,
+        model,
+        structures,
+        protocol.md_config(len(seeds), checkpoint_every, progress),
+        output_dir=run_dir,
+        force_sigma_eV_A=force_sigma_eV_A,
         velocity_seeds=[derived_seed(s, n_atoms, 2) for s in seeds],
     )
     result = runner.run(resume=resume)
@@ -364,19 +387,31 @@ def run_batch(
         t = f.steps_in_stage if stage == "nve" else 0
         seed = seeds[f.replica]
         by_seed[seed] = FailureRecord(
-            model=label, n_atoms=n_atoms, seed=seed, t_failure_steps=int(t),
-            t_failure_fs=float(t * protocol.timestep_fs), reason=f.reason, censored=False,
+            model=label,
+            n_atoms=n_atoms,
+            seed=seed,
+            t_failure_steps=int(t),
+            t_failure_fs=float(t * protocol.timestep_fs),
+            reason=f.reason,
+            censored=False,
             extra={**common, "stage": stage, "t_total_steps": str(f.step), "detail": f.detail},
         )
     last = result.state.step
     for rid in result.state.replica_ids.tolist():
         t, seed = last - nvt, seeds[rid]
         if t < protocol.max_steps:
-            raise LegatoError(f"{run_dir}: instance {seed} stopped alive at step {last} "
-                              f"before the budget of {protocol.max_steps} NVE steps")
+            raise LegatoError(
+                f"{run_dir}: instance {seed} stopped alive at step {last} "
+                f"before the budget of {protocol.max_steps} NVE steps"
+            )
         by_seed[seed] = FailureRecord(
-            model=label, n_atoms=n_atoms, seed=seed, t_failure_steps=int(t),
-            t_failure_fs=float(t * protocol.timestep_fs), reason="budget", censored=True,
+            model=label,
+            n_atoms=n_atoms,
+            seed=seed,
+            t_failure_steps=int(t),
+            t_failure_fs=float(t * protocol.timestep_fs),
+            reason="budget",
+            censored=True,
             extra={**common, "stage": "nve", "t_total_steps": str(last), "detail": ""},
         )
     missing = set(seeds) - set(by_seed)
@@ -385,12 +420,19 @@ def run_batch(
     outliers = []
     for row in read_outliers(run_dir / "checks.csv"):
         seed, step = seeds[int(row["replica"])], int(row["step"])
-        outliers.append({
-            "model": label, "n_atoms": n_atoms, "seed": seed,
-            "run": f"N{n_atoms}_s{seed}", "step": step, "nve_step": step - nvt,
-            "outliers": row["n_force_outliers"], "max_force_eV_A": row["max_force_eV_A"],
-            "temperature_K": row["temperature_K"],
-        })
+        outliers.append(
+            {
+                "model": label,
+                "n_atoms": n_atoms,
+                "seed": seed,
+                "run": f"N{n_atoms}_s{seed}",
+                "step": step,
+                "nve_step": step - nvt,
+                "outliers": row["n_force_outliers"],
+                "max_force_eV_A": row["max_force_eV_A"],
+                "temperature_K": row["temperature_K"],
+            }
+        )
     return [by_seed[s] for s in seeds], outliers, result.summary
 
 
@@ -407,8 +449,9 @@ def _describe(records: Sequence[FailureRecord]) -> str:
     reasons = Counter(r.reason for r in fails)
     t = np.array([r.t_failure_steps for r in records], dtype=float)
     why = ", ".join(f"{k} {v}" for k, v in reasons.most_common()) or "-"
-    return (f"{len(fails)} failed ({why}), {len(records) - len(fails)} censored, "
-            f"mean t {t.mean():.0f} NVE steps")
+    return (
+        f"{len(fails)} failed ({why}), {len(records) - len(fails)} censored, mean t {t.mean():.0f} NVE steps"
+    )
 
 
 def run_ensemble(
@@ -443,50 +486,78 @@ def run_ensemble(
     wanted = [seed + i for i in range(instances)]
     batches: list[dict] = []
     with folder_lock(out):
-        _check_record(out / "protocol.json", "protocol", {
-            **protocol.to_dict(), "base_fingerprint": structure_fingerprint(structure),
-            "base_n_atoms": len(structure)}, "the MD protocol or base box")
-        _check_record(out / "models.json", label, {"fingerprint": model_fingerprint(model)},
-                      f"the model labelled {label!r}")
+        _check_record(
+            out / "protocol.json",
+            "protocol",
+            {
+                **protocol.to_dict(),
+                "base_fingerprint": structure_fingerprint(structure),
+                "base_n_atoms": len(structure),
+            },
+            "the MD protocol or base box",
+        )
+        _check_record(
+            out / "models.json",
+            label,
+            {"fingerprint": model_fingerprint(model)},
+            f"the model labelled {label!r}",
+        )
         table_path = out / "failures.csv"
         for reps in reps_list:
             n_atoms = len(structure) * reps[0] * reps[1] * reps[2]
             table = read_failure_table(table_path) if table_path.exists() else FailureTable()
             todo = [s for s in wanted if (label, n_atoms, s) not in table]
             if not todo:
-                log(f"[{label}] N={n_atoms} ({replication_name(reps)}): "
-                    f"{instances} instances in the table, skipped")
+                log(
+                    f"[{label}] N={n_atoms} ({replication_name(reps)}): "
+                    f"{instances} instances in the table, skipped"
+                )
                 continue
             run_dir = out / "md" / _slug(label) / f"N{n_atoms}_s{todo[0]}-{todo[-1]}"
-            log(f"[{label}] N={n_atoms} ({replication_name(reps)}): running {len(todo)} "
-                f"instance(s) in one batch -> {run_dir}")
+            log(
+                f"[{label}] N={n_atoms} ({replication_name(reps)}): running {len(todo)} "
+                f"instance(s) in one batch -> {run_dir}"
+            )
             t0 = time.perf_counter()
             records, outliers, summary = run_batch(
-                model, structure, reps, todo, protocol, label, run_dir, sigma,
-                checkpoint_every, progress)
+                model, structure, reps, todo, protocol, label, run_dir, sigma, checkpoint_every, progress
+            )
             wall = time.perf_counter() - t0
             table = read_failure_table(table_path) if table_path.exists() else FailureTable()
             for rec in records:
                 table.append(rec)
-            keep = [r for r in read_outliers(out / "outliers.csv")
-                    if not (r["model"] == label and int(r["n_atoms"]) == n_atoms
-                            and int(r["seed"]) in set(todo))]
+            keep = [
+                r
+                for r in read_outliers(out / "outliers.csv")
+                if not (r["model"] == label and int(r["n_atoms"]) == n_atoms and int(r["seed"]) in set(todo))
+            ]
             _write_outliers(out / "outliers.csv", keep + outliers)
             write_failure_table(table, table_path, overwrite=True)
-            info = {"label": label, "n_atoms": n_atoms, "replication": replication_name(reps),
-                    "seeds": todo, "wall_s_this_call": wall,
-                    "md_wall_s": summary.get("wall_time_s"), "last_step": summary["last_step"],
-                    "model_calls": summary["model_calls"],
-                    "force_sigma_eV_A": summary.get("force_sigma_eV_A"),
-                    "force_sigma_source": summary.get("force_sigma_source")}
+            info = {
+                "label": label,
+                "n_atoms": n_atoms,
+                "replication": replication_name(reps),
+                "seeds": todo,
+                "wall_s_this_call": wall,
+                "md_wall_s": summary.get("wall_time_s"),
+                "last_step": summary["last_step"],
+                "model_calls": summary["model_calls"],
+                "force_sigma_eV_A": summary.get("force_sigma_eV_A"),
+                "force_sigma_source": summary.get("force_sigma_source"),
+            }
             with open(out / "runs.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(info) + "\n")
             batches.append(info)
             log(f"[{label}] N={n_atoms}: {_describe(records)}; {wall:.0f} s")
         table = read_failure_table(table_path) if table_path.exists() else FailureTable()
     mine = FailureTable(
-        [r for r in table if r.model == label and r.seed in set(wanted)
-         and r.n_atoms in {len(structure) * a * b * c for a, b, c in reps_list}],
+        [
+            r
+            for r in table
+            if r.model == label
+            and r.seed in set(wanted)
+            and r.n_atoms in {len(structure) * a * b * c for a, b, c in reps_list}
+        ],
         table.extra_columns,
     )
     return EnsembleResult(mine, batches, out)
