@@ -223,3 +223,27 @@ def test_shipped_configs_are_valid_and_paper_ones_use_table5():
             assert getattr(c, section) == getattr(default, section), (name, section)
     assert not cfgs["train_allegro.yaml"].sam.enabled
     assert cfgs["train_legato.yaml"].sam.enabled and cfgs["train_legato.yaml"].sam.rho == 0.005
+
+
+def test_gzipped_extxyz_reads_like_plain(tmp_path):
+    import gzip
+
+    import numpy as np
+    from train_utils import make_emt_dataset
+
+    from legato.train.data import read_dataset
+
+    plain = make_emt_dataset(tmp_path / "d.extxyz", n_frames=3, stress=True)
+    gz = tmp_path / "d.extxyz.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    a, b = read_dataset(plain), read_dataset(gz)
+    assert len(a) == len(b) == 3
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x.positions, y.positions) and x.info["split"] == y.info["split"]
+        assert x.get_potential_energy() == y.get_potential_energy()
+        assert np.array_equal(x.get_forces(), y.get_forces())
+    assert len(read_dataset(gz, "1:")) == 2
+    bad = tmp_path / "bad.extxyz.gz"
+    bad.write_bytes(b"not gzip at all")
+    with pytest.raises(LegatoError, match="cannot read"):
+        read_dataset(bad)
