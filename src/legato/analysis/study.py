@@ -75,7 +75,7 @@ def _logged(fn: Callable[..., Any], kwargs: dict, log_path: str, threads: int) -
     torch.set_num_threads(threads)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with (
-        open(log_path, "a", encoding="utf-8") as fh,
+        open(log_path, "a", encoding="utf-8", buffering=1) as fh,  # line-buffered: live logs
         contextlib.redirect_stdout(fh),
         contextlib.redirect_stderr(fh),
     ):
