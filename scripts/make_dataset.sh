@@ -24,9 +24,11 @@ legato data sample md --out-dir "$WORK" --temperatures 200 250 300 400 --boxes 3
 stamp md_end
 
 # 2. Strained (compressed 0.85-0.95 / stretched 1.05-1.10, affine or rigid-molecule) and
-#    randomly displaced (sigma 0.03-0.10 A) copies of random MD frames, ~5% each.
+#    randomly displaced (Gaussian sigma 0.01-0.04 A per coordinate) copies of random MD
+#    frames, ~5% each.
 if [ ! -f "$WORK/derived.extxyz" ]; then
     legato data sample derive "$WORK" --strained 56 --displaced 56 --seed 1 \
+        --compress 0.85 0.95 --stretch 1.05 1.10 --displace-A 0.01 0.04 \
         --out "$WORK/derived.extxyz"
 fi
 

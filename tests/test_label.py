@@ -54,6 +54,21 @@ def make_flaky() -> FlakyEMT:
     return FlakyEMT()
 
 
+class CrashingEMT(EMT):
+    """EMT whose process dies (like a segfault in a QM code) on one particular frame."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        if atoms is not None and 5.25 < atoms.positions[4, 0] < 5.35:
+            import os
+
+            os._exit(11)
+        super().calculate(atoms, properties, system_changes)
+
+
+def make_crashing() -> CrashingEMT:
+    return CrashingEMT()
+
+
 def test_labels_equal_a_direct_tblite_call(tmp_path: Path) -> None:
     out = tmp_path / "l.extxyz"
     summary = label_frames(frames(2), out, "tblite:GFN1-xTB", progress=False)
@@ -152,6 +167,18 @@ def test_two_workers_give_the_same_labels_in_input_order(tmp_path: Path) -> None
     for x, y in zip(a, b, strict=True):
         assert x.get_potential_energy() == pytest.approx(y.get_potential_energy(), abs=1e-8)
         assert np.allclose(x.get_forces(), y.get_forces(), atol=1e-8)
+
+
+@pytest.mark.slow
+def test_worker_crash_skips_only_the_crashing_frame(tmp_path: Path) -> None:
+    out = tmp_path / "l.extxyz"
+    data = frames(5)  # frame 1 kills its worker process
+    summary = label_frames(data, out, "python:test_label:make_crashing", workers=2,
+                           progress=False)
+    assert summary["labelled"] == 4 and summary["failed"] == 1
+    assert [a.info[SOURCE_INDEX] for a in read_labelled(out)] == [0, 2, 3, 4]
+    failed = json.loads((tmp_path / "l.extxyz.failed.jsonl").read_text())
+    assert failed[SOURCE_INDEX] == 1 and "died" in failed["error"]
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--strained", type=int, required=True)
     d.add_argument("--displaced", type=int, required=True)
     d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--compress", type=float, nargs=2, default=[0.85, 0.95], metavar=("LO", "HI"),
+                   help="range of compression scale factors")
+    d.add_argument("--stretch", type=float, nargs=2, default=[1.05, 1.10], metavar=("LO", "HI"))
+    d.add_argument("--displace-A", type=float, nargs=2, default=[0.01, 0.04],
+                   metavar=("LO", "HI"), help="range of the Gaussian displacement σ (Å)")
     d.add_argument("--out", required=True)
     f = ss.add_parser("finalize", help="merge, split, compress")
     f.add_argument("md_dir")
@@ -195,7 +200,9 @@ def _sample(args: argparse.Namespace) -> int:
 
         _refuse_existing(args.out)
         frames = sampling.derive_frames(
-            sampling.load_md_frames(args.md_dir), args.strained, args.displaced, args.seed
+            sampling.load_md_frames(args.md_dir), args.strained, args.displaced, args.seed,
+            compress=tuple(args.compress), stretch=tuple(args.stretch),
+            displace_A=tuple(args.displace_A),
         )
         tmp = args.out + ".tmp"
         ase.io.write(tmp, frames, format="extxyz")

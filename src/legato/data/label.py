@@ -303,17 +303,62 @@ def _run(todo, calculator, settings, workers, threads_per_worker):
         for item in todo:
             yield _label_one(item)
         return
-    ctx = mp.get_context("spawn")  # fresh interpreters: OpenMP threads set before import
     old = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads_per_worker)
+    os.environ["OMP_NUM_THREADS"] = str(threads_per_worker)  # read by spawned workers
     try:
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(calculator, settings)) as pool:
-            yield from pool.imap_unordered(_label_one, todo, chunksize=1)
+        yield from _run_pool(list(todo), calculator, settings, workers)
     finally:
         if old is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = old
+
+
+#: error recorded for a frame whose worker process died (crash inside the calculator)
+WORKER_DIED = "worker process died while labelling this frame"
+
+
+def _run_pool(todo, calculator, settings, workers):
+    """Label over a process pool, surviving worker deaths (segfault, OOM kill).
+
+    At most ``workers`` frames are in flight. When a worker dies, the frames in flight are
+    retried one at a time in a single-worker pool: a frame that kills its worker again is
+    reported as failed, the others are labelled normally.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("spawn")  # fresh interpreters: OpenMP threads set before import
+    queue, isolate = list(todo), []
+    while queue or isolate:
+        alone = bool(isolate)
+        items = [isolate.pop(0)] if alone else queue
+        queue = [] if not alone else queue
+        n_workers = 1 if alone else workers
+        pending = iter(items)
+        inflight: dict[Any, tuple[int, Atoms]] = {}
+        with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(calculator, settings)) as ex:
+            try:
+                for item in pending:
+                    inflight[ex.submit(_label_one, item)] = item
+                    if len(inflight) == n_workers:
+                        break
+                while inflight:
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        result = fut.result()  # BrokenProcessPool if a worker died
+                        del inflight[fut]
+                        yield result
+                        nxt = next(pending, None)
+                        if nxt is not None:
+                            inflight[ex.submit(_label_one, nxt)] = nxt
+            except BrokenProcessPool:
+                if alone:
+                    yield items[0][0], None, WORKER_DIED, 0.0
+                else:
+                    isolate += list(inflight.values())
+                    queue = list(pending)
 
 
 def _check_meta(out_path: Path, meta: dict[str, Any]) -> None:

@@ -292,7 +292,7 @@ def derive_frames(
     atoms_per_molecule: int = 4,
     compress: tuple[float, float] = (0.85, 0.95),
     stretch: tuple[float, float] = (1.05, 1.10),
-    displace_A: tuple[float, float] = (0.03, 0.10),
+    displace_A: tuple[float, float] = (0.01, 0.04),
 ) -> list[Atoms]:
     """Unlabelled frames derived from random MD frames.
 
@@ -466,10 +466,47 @@ def describe_dataset(
         "force_rms_eV_A": st.force_rms,
         "force_rms_per_species_eV_A": dict(zip(type_names, st.force_rms_per_species, strict=True)),
         "force_abs_max_eV_A": f_max,
-        "energy_per_atom_eV": {"mean": float(e_pa.mean()), "std": float(e_pa.std()),
-                               "min": float(e_pa.min()), "max": float(e_pa.max())},
+        "energy_per_atom_eV": {
+            "mean": float(e_pa.mean()),
+            "std": float(e_pa.std()),
+            "min": float(e_pa.min()),
+            "max": float(e_pa.max()),
+        },
         "energy_shifts_eV": dict(zip(type_names, st.energy_shifts, strict=True)),
-        "pressure_GPa": {"mean": float(p_gpa.mean()), "min": float(p_gpa.min()),
-                         "max": float(p_gpa.max())},
+        "pressure_GPa": {"mean": float(p_gpa.mean()), "min": float(p_gpa.min()), "max": float(p_gpa.max())},
         "intact_frames": int(sum(intact_molecules(a, "NH3") for a in frames)),
+        **_structure(frames),
+    }
+
+
+def _structure(frames: Sequence[Atoms]) -> dict[str, float]:
+    """Liquid-structure checks on the MD frames: mean covalent N–H distance (Å), the first
+    maximum of the N–N radial distribution function (Å) and the mean number of
+    intermolecular N···H contacts closer than 2.5 Å per N (hydrogen bonds)."""
+    from ase.neighborlist import neighbor_list
+
+    md = [a for a in frames if a.info.get("source") == "md"]
+    if not md:
+        return {}
+    nh, n_hb, n_n = [], 0, 0
+    edges = np.linspace(2.0, 5.0, 61)
+    hist = np.zeros(len(edges) - 1)
+    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    for a in md:
+        z = a.numbers
+        i, j, d = neighbor_list("ijd", a, 5.0)
+        pair_nh = (z[i] == 7) & (z[j] == 1)
+        nh += d[pair_nh & (d < 1.3)].tolist()
+        n_hb += int((pair_nh & (d >= 1.3) & (d < 2.5)).sum())
+        nn = (z[i] == 7) & (z[j] == 7)
+        n_count = int((z == 7).sum())
+        n_n += n_count
+        hist += np.histogram(d[nn], edges)[0] / (shell * n_count * n_count / a.get_volume())
+    g = hist / len(md)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    return {
+        "md_mean_NH_bond_A": float(np.mean(nh)),
+        "md_gNN_first_peak_A": float(centres[int(np.argmax(g))]),
+        "md_gNN_first_peak_height": float(g.max()),
+        "md_hbonds_per_N_below_2.5A": n_hb / n_n,
     }
