@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--where", metavar="KEY=VALUE", help="only frames whose info KEY equals VALUE (e.g. split=test)"
     )
     parser.add_argument("--index", default=":")
-    parser.add_argument("--max-frames", type=int, help="use only the first N selected frames")
+    parser.add_argument("--max-frames", type=int, help="use N frames evenly spaced over the selection")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--dtype", choices=["float64", "float32", "model"], default="float64")
     parser.add_argument("--no-progress", action="store_true")

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--where", metavar="KEY=VALUE", help="only frames whose info KEY equals VALUE (e.g. split=test)"
     )
     parser.add_argument("--index", default=":", help="ASE index of the frames")
-    parser.add_argument("--max-frames", type=int, help="use only the first N selected frames")
+    parser.add_argument("--max-frames", type=int, help="use N frames evenly spaced over the selection")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -74,9 +75,15 @@ def model_batches(
     max_frames: int | None = None,
     progress: bool = True,
 ) -> list[Graph]:
-    """Collated batches in the model's dtype, with its type names and cutoff."""
-    if max_frames is not None:
-        frames = list(frames)[:max_frames]
+    """Collated batches in the model's dtype, with its type names and cutoff;
+    ``max_frames``: that many frames evenly spaced over ``frames``."""
+    frames = list(frames)
+    if max_frames is not None and max_frames < len(frames):
+        if max_frames < 1:
+            raise LegatoError("--max-frames must be >= 1")
+        # evenly spaced over the selection (consecutive MD frames are strongly correlated)
+        pick = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
+        frames = [frames[i] for i in pick]
     graphs = frames_to_graphs(frames, model.type_names, model.r_max, model_dtype(model), progress)
     return [collate(graphs[i : i + batch_size]) for i in range(0, len(graphs), batch_size)]
 
