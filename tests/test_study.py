@@ -160,3 +160,17 @@ def test_rho_search_cli_writes_table1(tiny_data, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "| 0.1 | Legato rho=0.1 |" in text
     assert [p.parts[-3] for p in out.glob("tfail/*/size_1/failures.csv")] == ["legato_rho0.1"]
+
+
+def test_data_stage_holds_out_test_frames_and_filters_training_frames(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data)
+    study = run_study(cfg, tmp_path / "a", stages=("data",), log=lambda s: None)
+    info = study.result("data")
+    assert (info["train_val"], info["test"]) == (18, 6) and info["base_n_atoms"] == 8
+    test = ase.io.read(tmp_path / "a" / "data" / "test.extxyz", ":")
+    train = ase.io.read(tmp_path / "a" / "data" / "train_val.extxyz", ":")
+    seen = {tuple(a.positions.ravel().round(6)) for a in train}
+    assert not any(tuple(a.positions.ravel().round(6)) in seen for a in test)
+    cfg["train_frames"] = {"temperature_K": [300]}
+    with pytest.raises(LegatoError, match="no training frames"):
+        run_study(cfg, tmp_path / "b", stages=("data",), log=lambda s: None)

@@ -309,6 +309,11 @@ class Study:
             raise LegatoError(f"{cfg.data}: need both test and training frames")
         test_set = set(test)
         train_val = [a for i, a in enumerate(frames) if i not in test_set]
+        for key, values in cfg.train_frames.items():
+            train_val = [a for a in train_val if a.info.get(key) in values]
+            how += f"; training frames with {key} in {values}"
+        if not train_val:
+            raise LegatoError(f"{cfg.data}: no training frames left after train_frames")
         test_frames = [frames[i] for i in test]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_frames(self.data_dir / "train_val.extxyz", train_val)

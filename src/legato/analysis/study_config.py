@@ -153,6 +153,9 @@ class StudyConfig(_Strict):
     data_index: str = ":"
     test_fraction: float = Field(0.1, gt=0, lt=1)  # when the frames carry no split labels
     split_seed: int = 0
+    #: keep only training/validation frames whose info[key] is one of the values, e.g.
+    #: {source: [md], temperature_K: [200, 250]}; test frames are not filtered
+    train_frames: dict[str, list[str | float]] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     allegro: dict[str, Any] = Field(default_factory=dict)
     legato: dict[str, Any] = Field(default_factory=dict)
