@@ -251,8 +251,8 @@ def sharpness_job(
     from legato.train.sharpness import sharpness
 
     model = load_model(model_path)
-    frames = select_frames(model, data, subset="train")[:max_frames]
-    batches = model_batches(model, frames, batch_size, progress=False)
+    frames = select_frames(model, data, subset="train")
+    batches = model_batches(model, frames, batch_size, max_frames=max_frames, progress=False)
     res = sharpness(
         model,
         batches,
@@ -320,7 +320,9 @@ def landscape(study: Study) -> dict:
     for rho in _main_models(study):
         model = load_model(study.model_path(rho))
         frames = select_frames(model, study.data_dir / "train_val.extxyz", subset="train")
-        batches = model_batches(model, frames[: c.max_frames], study.cfg.errors.batch_size, progress=False)
+        batches = model_batches(
+            model, frames, study.cfg.errors.batch_size, max_frames=c.max_frames, progress=False
+        )
         d = ls.random_direction(model, seed=c.seed, normalize=c.normalize, scale=c.scale)
         curves[model_label(rho)] = ls.loss_curve(
             model, batches, model_loss_spec(model), d, ts, progress=False
