@@ -170,7 +170,7 @@ def plot_rho(rows: list[dict], path: str | os.PathLike, budget: int | None = Non
             ax.axhline(r["mean"], color="#d62728", lw=1.2, label=f"{r['label']}: mean")
             if math.isfinite(r["sem"]):
                 ax.axhspan(r["mean"] - r["sem"], r["mean"] + r["sem"], color="#d62728", alpha=0.15, lw=0)
-    if budget:
+    if budget and any(r["censored"] for r in rows):  # else it would only squash the data
         ax.axhline(budget, color="grey", ls=":", lw=1, label=f"budget ({budget} NVE steps)")
     n0 = rows[0]["n_atoms"] if rows else "?"
     ax.set_xlabel("SAM ρ")
