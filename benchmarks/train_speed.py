@@ -4,10 +4,11 @@ SAM needs two forward + backward passes per batch (at w and at w + ε), so its e
 cost about twice Adam's; the goal is a ratio ≤ 2.1 (the paper reports 433 s / 248 s = 1.75
 per epoch on GPUs, Table 3). Two trainers are built from one config (same seed, so the same
 initial weights and batch order), one with ``sam.enabled: false`` and one with
-``sam.enabled: true``; their training epochs run in lockstep, batch by batch (Adam step, SAM
-step, Adam step, ...), so that changes in load from other processes hit both alike. An epoch's
-time is the sum of its step times (forward, backward, optimiser, EMA, metrics; batching
-excluded); the medians over epochs are compared. Validation is not timed.
+``sam.enabled: true``; their training epochs run in lockstep, batch by batch, alternating
+which goes first (Adam SAM, SAM Adam, ...), so that changes in load from other processes and
+cache effects hit both alike. An epoch's time is the sum of its step times (forward, backward,
+optimiser, EMA, metrics; batching excluded); the medians over epochs are compared.
+Validation is not timed.
 
     python benchmarks/train_speed.py [--config configs/train_small_allegro.yaml]
         [--data FILE] [--frames 16] [--epochs 3] [--threads 1] [--rho 0.005] [--adaptive]
@@ -31,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lockstep_epoch(trainers: dict) -> dict[str, float]:
-    """One training epoch of every trainer, interleaved batch by batch (A, B, A, B, ...) so
-    that changes in machine load hit all alike; returns each trainer's summed step time."""
+    """One training epoch of every trainer, interleaved batch by batch (A B, B A, A B, ...)
+    so that changes in machine load and cache effects hit all alike; returns each trainer's
+    summed step time."""
     from legato.train.data import iterate_batches
     from legato.train.metrics import MetricsAccumulator
 
@@ -42,8 +44,9 @@ def lockstep_epoch(trainers: dict) -> dict[str, float]:
         order = torch.randperm(len(t.train_graphs), generator=t.shuffle_gen).tolist()
         iters[name] = iterate_batches(t.train_graphs, t.cfg.training.batch_size, order)
         accs[name] = MetricsAccumulator(t.type_names, t.loss_spec)
-    for batches in zip(*iters.values(), strict=True):
-        for (name, t), batch in zip(trainers.items(), batches, strict=True):
+    for k, batches in enumerate(zip(*iters.values(), strict=True)):
+        pairs = list(zip(trainers.items(), batches, strict=True))
+        for (name, t), batch in pairs if k % 2 == 0 else pairs[::-1]:  # A B, B A, A B, ...
             start = time.perf_counter()
             t._step(batch, accs[name])
             spent[name] += time.perf_counter() - start
