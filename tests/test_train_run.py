@@ -163,3 +163,39 @@ def test_cli_malformed_and_unlabelled_data(tmp_path, capsys):
     assert not (tmp_path / "run2").exists()  # nothing written for a run that cannot start
     code = main(["train", str(tmp_path / "missing.yaml")])
     assert code == 2 and "config file not found" in capsys.readouterr().err
+
+
+def test_sgd_by_name_with_sam_and_gradient_clipping(emt_data, tmp_path):
+    """‖Δw‖ ≤ steps · lr · clip when every (SAM) gradient is clipped to norm ``clip``."""
+    from legato.train.config import parse_config
+
+    cfg = small_config(emt_data, tmp_path / "run", max_epochs=1, grad_clip_norm=1e-3)
+    cfg["data"].update({"n_train": 8, "n_val": 4})
+    cfg["optimizer"] = {"name": "SGD", "lr": 0.5, "kwargs": {"momentum": 0.0}}
+    cfg["sam"] = {"enabled": True, "rho": 0.05}
+    cfg["ema"] = {"enabled": False}
+    trainer = Trainer.create(parse_config(cfg))
+    assert type(trainer.optimizer.base_optimizer).__name__ == "SGD"
+    w0 = torch.cat([p.detach().flatten().clone() for p in trainer.params])
+    trainer.fit()
+    w1 = torch.cat([p.detach().flatten() for p in trainer.params])
+    steps = 2  # 8 frames, batch 4
+    assert 0 < float((w1 - w0).norm()) <= steps * 0.5 * 1e-3 * (1 + 1e-6)
+
+
+@pytest.mark.parametrize(
+    "optimizer, message",
+    [
+        ({"name": "Adamm"}, "unknown optimizer 'Adamm' (did you mean 'Adam'?)"),
+        ({"name": "SGD", "amsgrad": True}, "optimizer.amsgrad is not an argument of torch.optim.SGD"),
+        ({"name": "Adam", "kwargs": {"betas1": 0.9}}, "(did you mean 'betas'?)"),
+    ],
+)
+def test_optimizer_errors(emt_data, tmp_path, optimizer, message):
+    from legato.train.config import parse_config
+    from legato.train.trainer import make_optimizer
+
+    cfg = parse_config(dict(small_config(emt_data, tmp_path / "r"), optimizer=optimizer))
+    with pytest.raises(LegatoError) as exc:
+        make_optimizer(cfg, [torch.nn.Parameter(torch.ones(2))])
+    assert message in str(exc.value)
