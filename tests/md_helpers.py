@@ -88,9 +88,7 @@ class FaultInjector(torch.nn.Module):
             forces[start, 0] = -1.0e3  # atom 0 sits at the cluster corner: pushed outwards
         elif self.kind == "kick":
             g = torch.Generator().manual_seed(self.calls)
-            forces[sl] += self.magnitude * torch.randn(
-                self.n_atoms, 3, generator=g, dtype=forces.dtype
-            )
+            forces[sl] += self.magnitude * torch.randn(self.n_atoms, 3, generator=g, dtype=forces.dtype)
         elif self.kind == "pull":
             pos = graph[K.POSITIONS]
             d = pos[start + 1] - pos[start]

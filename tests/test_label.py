@@ -150,8 +150,7 @@ def test_failing_frame_is_skipped_and_reported(tmp_path: Path, caplog) -> None:
 
 def test_real_scf_failure_is_skipped(tmp_path: Path) -> None:
     out = tmp_path / "l.extxyz"
-    summary = label_frames(frames(2), out, "tblite:GFN1-xTB", settings={"max_iterations": 1},
-                           progress=False)
+    summary = label_frames(frames(2), out, "tblite:GFN1-xTB", settings={"max_iterations": 1}, progress=False)
     assert summary["failed"] == 2 and summary["labelled"] == 0
     assert complete_frame_count(out) == 0
     assert "SCF" in (tmp_path / "l.extxyz.failed.jsonl").read_text()
@@ -173,8 +172,7 @@ def test_two_workers_give_the_same_labels_in_input_order(tmp_path: Path) -> None
 def test_worker_crash_skips_only_the_crashing_frame(tmp_path: Path) -> None:
     out = tmp_path / "l.extxyz"
     data = frames(5)  # frame 1 kills its worker process
-    summary = label_frames(data, out, "python:test_label:make_crashing", workers=2,
-                           progress=False)
+    summary = label_frames(data, out, "python:test_label:make_crashing", workers=2, progress=False)
     assert summary["labelled"] == 4 and summary["failed"] == 1
     assert [a.info[SOURCE_INDEX] for a in read_labelled(out)] == [0, 2, 3, 4]
     failed = json.loads((tmp_path / "l.extxyz.failed.jsonl").read_text())
@@ -259,8 +257,13 @@ def test_md_pipeline_resume_split_and_finalize(tmp_path: Path) -> None:
     mdf = load_md_frames(md)
     derived = derive_frames(mdf, n_strained=4, n_displaced=2, seed=0)
     assert [a.info["source"] for a in derived] == [
-        "strain_affine", "strain_affine", "strain_molecular", "strain_molecular",
-        "displaced", "displaced"]
+        "strain_affine",
+        "strain_affine",
+        "strain_molecular",
+        "strain_molecular",
+        "displaced",
+        "displaced",
+    ]
     for a in derived[:4]:
         s = a.info["scale"]
         assert 0.85 <= s <= 0.95 or 1.05 <= s <= 1.10

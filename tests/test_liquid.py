@@ -116,9 +116,11 @@ def test_wrong_formula_and_impossible_density_raise() -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [["--molecule", "NotAMolecule", "--density-g-cm3", "0.7"],
-     ["--molecule", "NH3", "--density-g-cm3", "40"],
-     ["--molecule", "NH3", "--density-g-cm3", "0"]],
+    [
+        ["--molecule", "NotAMolecule", "--density-g-cm3", "0.7"],
+        ["--molecule", "NH3", "--density-g-cm3", "40"],
+        ["--molecule", "NH3", "--density-g-cm3", "0"],
+    ],
 )
 def test_cli_liquid_errors_exit_2_with_one_line(extra, tmp_path, capsys) -> None:
     rc = main(["data", "liquid", "--molecules", "32", *extra, "--out", str(tmp_path / "b.xyz")])
@@ -132,8 +134,21 @@ def test_cli_liquid_and_replicate_write_files_and_never_overwrite(tmp_path, caps
     from legato.data import read_frames
 
     out = tmp_path / "box.extxyz"
-    args = ["data", "liquid", "--molecule", "NH3", "--molecules", "32", "--density-g-cm3",
-            "0.7982", "--seed", "1", "--deuterium", "--out", str(out)]
+    args = [
+        "data",
+        "liquid",
+        "--molecule",
+        "NH3",
+        "--molecules",
+        "32",
+        "--density-g-cm3",
+        "0.7982",
+        "--seed",
+        "1",
+        "--deuterium",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     atoms = read_frames(out)[0]
     assert len(atoms) == 128 and np.allclose(atoms.get_masses()[1:4], DEUTERIUM_MASS_AMU)
@@ -141,8 +156,24 @@ def test_cli_liquid_and_replicate_write_files_and_never_overwrite(tmp_path, caps
     assert main(args) == 2  # refuses to overwrite
     assert out.read_bytes() == before
     big = tmp_path / "big.extxyz"
-    assert main(["data", "replicate", str(out), "--k", "2", "--perturb-A", "0.01",
-                 "--seed", "0", "--out", str(big)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "replicate",
+                str(out),
+                "--k",
+                "2",
+                "--perturb-A",
+                "0.01",
+                "--seed",
+                "0",
+                "--out",
+                str(big),
+            ]
+        )
+        == 0
+    )
     assert len(read_frames(big)[0]) == 1024
     lmp = tmp_path / "paper.lmp"
     assert main(["data", "liquid", "--paper", "--molecules", "108", "--out", str(lmp)]) == 0

@@ -64,9 +64,7 @@ def test_detector_fires_and_others_continue(kind, checks, reason, at_call, first
     f = res.failures[0]
     assert f.reason == reason, f
     assert first_step <= f.step <= last_step
-    assert f.stage == (0 if f.step <= 20 else 1) and f.steps_in_stage == f.step - (
-        0 if f.stage == 0 else 20
-    )
+    assert f.stage == (0 if f.step <= 20 else 1) and f.steps_in_stage == f.step - (0 if f.stage == 0 else 20)
     assert f.last_good_step == 10 * ((f.step - 1) // 10)
     assert f.last_good is not None and len(f.last_good) == 27
     assert f.last_good.info["step"] == f.last_good_step
@@ -79,9 +77,7 @@ def test_detector_fires_and_others_continue(kind, checks, reason, at_call, first
     clean = _run(lj(7.0), **checks)
     assert not clean.failures
     keep = torch.tensor([True, False, True])
-    assert torch.allclose(
-        res.state.positions, clean.state.select(keep).positions, rtol=0, atol=1e-10
-    )
+    assert torch.allclose(res.state.positions, clean.state.select(keep).positions, rtol=0, atol=1e-10)
 
 
 def test_force_outliers_recorded_at_every_check():

@@ -169,3 +169,26 @@ def test_batched_equals_one_by_one(make):
         assert torch.allclose(batched.positions[sel], alone.positions, rtol=0, atol=1e-10)
         assert torch.allclose(batched.momenta[sel], alone.momenta, rtol=0, atol=1e-10)
         assert torch.allclose(batched.energy[r : r + 1], alone.energy, rtol=0, atol=1e-10)
+
+
+def test_nose_hoover_chain_blow_up_stays_in_its_replica():
+    """A replica whose kinetic energy explodes must not raise overflow warnings or touch the
+    other replicas: it ends non-finite and the detector reports it."""
+    import warnings
+    from dataclasses import replace
+
+    from legato.md.failure import nonfinite_replicas
+
+    atoms = [argon_box(2, rattle=0.05), argon_box(2, rattle=0.05, seed=3)]
+    ff = ForceField(lj(), skin_A=1.0)
+    integ = NoseHooverChain(4.0, 150.0, tau_fs=100.0)
+    s = integ.init(maxwell_boltzmann(state_from_atoms(atoms, ["Ar"], seeds=[1, 2]), 150.0), ff)
+    alone = integ.init(maxwell_boltzmann(state_from_atoms(atoms[1:], ["Ar"], seeds=[2]), 150.0), ff)
+    sel = s.batch == 0
+    s = replace(s, momenta=torch.where(sel[:, None], s.momenta * 1e160, s.momenta))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = integ._chain_half_step(s)
+        ref = integ._chain_half_step(alone)
+    assert torch.equal(out.momenta[~sel], ref.momenta)
+    assert nonfinite_replicas(out).tolist() == [True, False]

@@ -28,8 +28,9 @@ SIZES = np.array([432, 3456, 11664, 27648])  # the paper's N = 432·k³
 BETA, SHAPE, SCALE_432 = 0.3, 1.5, 5000.0
 
 
-def weibull_sample(seed: int, n_per: int, budget: float | None = None, beta: float = BETA,
-                   shape: float = SHAPE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weibull_sample(
+    seed: int, n_per: int, budget: float | None = None, beta: float = BETA, shape: float = SHAPE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer failure steps with scale λ(N) = 5000·(N/432)^−β; censored at ``budget``."""
     rng = np.random.default_rng(seed)
     n = np.repeat(SIZES, n_per)
@@ -51,22 +52,20 @@ def test_kaplan_meier_hand_example():
     np.testing.assert_array_equal(km.n_events, [1, 1, 1, 1])
     np.testing.assert_allclose(km.survival, [5 / 6, 2 / 3, 4 / 9, 0.0])
     # Greenwood at t=3: (4/9)² (1/30 + 1/20 + 1/6) = (4/9)² / 4  →  se = 2/9
-    np.testing.assert_allclose(km.se[:3], [5 / 6 * math.sqrt(1 / 30),
-                                           2 / 3 * math.sqrt(1 / 30 + 1 / 20), 2 / 9])
+    np.testing.assert_allclose(
+        km.se[:3], [5 / 6 * math.sqrt(1 / 30), 2 / 3 * math.sqrt(1 / 30 + 1 / 20), 2 / 9]
+    )
     z = stats.norm.ppf(0.975)
     np.testing.assert_allclose(km.lower[2], 4 / 9 - z * 2 / 9)
     np.testing.assert_allclose(km.upper[2], 4 / 9 + z * 2 / 9)
-    np.testing.assert_allclose(km.survival_at([0.5, 1.0, 2.5, 4.9, 5.0, 9.0]),
-                               [1, 5 / 6, 2 / 3, 4 / 9, 0, 0])
+    np.testing.assert_allclose(km.survival_at([0.5, 1.0, 2.5, 4.9, 5.0, 9.0]), [1, 5 / 6, 2 / 3, 4 / 9, 0, 0])
     assert km.median() == 3.0
     np.testing.assert_array_equal(km.censor_times, [2, 4])
     # log-log band: S^exp(±z·sqrt(Σ)/|log S|) at t=3, and it stays inside (0, 1)
     kl = kaplan_meier(t, c)
     w = z * 0.5 / abs(math.log(4 / 9))
-    np.testing.assert_allclose([kl.lower[2], kl.upper[2]],
-                               [(4 / 9) ** math.exp(w), (4 / 9) ** math.exp(-w)])
-    assert np.all((kl.lower >= 0) & (kl.upper <= 1) & (kl.lower <= kl.survival)
-                  & (kl.survival <= kl.upper))
+    np.testing.assert_allclose([kl.lower[2], kl.upper[2]], [(4 / 9) ** math.exp(w), (4 / 9) ** math.exp(-w)])
+    assert np.all((kl.lower >= 0) & (kl.upper <= 1) & (kl.lower <= kl.survival) & (kl.survival <= kl.upper))
 
 
 def test_kaplan_meier_uncensored_is_empirical_survival():
@@ -97,12 +96,15 @@ def test_weibull_fit_is_the_maximum_of_the_full_likelihood():
     def nll(p: np.ndarray) -> float:
         lam = np.exp(p[0] - p[1] * np.log(n))
         k = np.exp(p[2])
-        return -(stats.weibull_min.logpdf(t[~c], k, scale=lam[~c]).sum()
-                 + stats.weibull_min.logsf(t[c], k, scale=lam[c]).sum())
+        return -(
+            stats.weibull_min.logpdf(t[~c], k, scale=lam[~c]).sum()
+            + stats.weibull_min.logsf(t[c], k, scale=lam[c]).sum()
+        )
 
     p0 = np.array([math.log(SCALE_432) + BETA * math.log(432), BETA, math.log(SHAPE)])
-    ref = optimize.minimize(nll, p0, method="Nelder-Mead",
-                            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+    ref = optimize.minimize(
+        nll, p0, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000}
+    )
     assert fit.log_likelihood == pytest.approx(-ref.fun, abs=1e-7)
     assert fit.log_likelihood >= -ref.fun - 1e-9
     assert fit.beta == pytest.approx(ref.x[1], abs=1e-5)
@@ -136,9 +138,11 @@ def test_exponential_two_sizes_closed_form_with_censoring():
 def _exp_loglik(n: np.ndarray, t: np.ndarray, c: np.ndarray, beta: float) -> float:
     """Exponential log-likelihood at β with the scale maximised (independent formula)."""
     res = optimize.minimize_scalar(
-        lambda la: -(np.sum(-(la - beta * np.log(n[~c])))
-                     - np.sum(t / np.exp(la - beta * np.log(n)))),
-        bounds=(-10, 30), method="bounded", options={"xatol": 1e-12})
+        lambda la: -(np.sum(-(la - beta * np.log(n[~c]))) - np.sum(t / np.exp(la - beta * np.log(n)))),
+        bounds=(-10, 30),
+        method="bounded",
+        options={"xatol": 1e-12},
+    )
     return -res.fun
 
 
@@ -231,9 +235,17 @@ def test_size_summaries_median_and_mean():
 def _table(seed: int = 0, model: str = "Allegro") -> FailureTable:
     n, t, c = weibull_sample(seed, 3, budget=4000.0)
     return FailureTable(
-        FailureRecord(model, int(ni), i, int(ti), ti * 0.5 + 1e-3 * i,
-                      'budget reached' if ci else 'T left [100 K, 300 K], "hot"', bool(ci))
-        for i, (ni, ti, ci) in enumerate(zip(n, t, c, strict=True)))
+        FailureRecord(
+            model,
+            int(ni),
+            i,
+            int(ti),
+            ti * 0.5 + 1e-3 * i,
+            "budget reached" if ci else 'T left [100 K, 300 K], "hot"',
+            bool(ci),
+        )
+        for i, (ni, ti, ci) in enumerate(zip(n, t, c, strict=True))
+    )
 
 
 def test_failure_table_round_trip(tmp_path):
@@ -246,8 +258,10 @@ def test_failure_table_round_trip(tmp_path):
     n, t, c = back.arrays()
     assert n.dtype == np.int64 and c.dtype == bool and len(t) == 12
     # extra columns survive byte for byte
-    text = "model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored,note\n" \
-           "L,432,1,10,20.0,x,TRUE,\"a, b\"\n"
+    text = (
+        "model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored,note\n"
+        'L,432,1,10,20.0,x,TRUE,"a, b"\n'
+    )
     tab2 = parse_failure_table(text)
     assert tab2.records[0].censored and tab2.records[0].extra == {"note": "a, b"}
     assert parse_failure_table(format_failure_table(tab2)) == tab2
@@ -263,25 +277,36 @@ def test_merge_tables():
     assert len(merged) == 24 and merged.models() == ["Allegro", "Legato"]
     assert merged.select("Legato") == b
     r = a.records[0]
-    clash = FailureTable([FailureRecord(r.model, r.n_atoms, r.seed, r.t_failure_steps + 1,
-                                        r.t_failure_fs, r.reason, r.censored)])
+    clash = FailureTable(
+        [
+            FailureRecord(
+                r.model, r.n_atoms, r.seed, r.t_failure_steps + 1, r.t_failure_fs, r.reason, r.censored
+            )
+        ]
+    )
     with pytest.raises(LegatoError, match="conflicting"):
         merge_tables([a, clash])
     with pytest.raises(LegatoError, match="duplicate"):
         a.append(r)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("", "empty"),
-    ("model,n_atoms\nA,3\n", "missing column"),
-    ("model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored\nA,x,1,2,3.0,r,false\n",
-     "line 2.*n_atoms"),
-    ("model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored\nA,4,1,2,3.0,r,maybe\n",
-     "censored"),
-    ("model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored\nA,4,1,-2,3.0,r,no\n",
-     ">= 0"),
-    ("model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored\nA,4,1,2\n", "fields"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "empty"),
+        ("model,n_atoms\nA,3\n", "missing column"),
+        (
+            "model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored\nA,x,1,2,3.0,r,false\n",
+            "line 2.*n_atoms",
+        ),
+        (
+            "model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored\nA,4,1,2,3.0,r,maybe\n",
+            "censored",
+        ),
+        ("model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored\nA,4,1,-2,3.0,r,no\n", ">= 0"),
+        ("model,n_atoms,seed,t_failure_steps,t_failure_fs,reason,censored\nA,4,1,2\n", "fields"),
+    ],
+)
 def test_failure_table_parse_errors(text, match):
     with pytest.raises(LegatoError, match=match):
         parse_failure_table(text)
@@ -292,8 +317,10 @@ def _write_study(tmp_path):
     rows = []
     for model, beta, seed0 in (("Allegro", 0.3, 0), ("Allegro-Legato", 0.1, 50)):
         n, t, c = weibull_sample(seed0, 12, budget=6000.0, beta=beta)
-        rows += [FailureRecord(model, int(ni), i, int(ti), 2.0 * ti, "r", bool(ci))
-                 for i, (ni, ti, ci) in enumerate(zip(n, t, c, strict=True))]
+        rows += [
+            FailureRecord(model, int(ni), i, int(ti), 2.0 * ti, "r", bool(ci))
+            for i, (ni, ti, ci) in enumerate(zip(n, t, c, strict=True))
+        ]
     p1 = write_failure_table(FailureTable(rows[:48]), tmp_path / "allegro.csv")
     p2 = write_failure_table(FailureTable(rows[48:]), tmp_path / "legato.csv")
     out = tmp_path / "outliers.csv"
@@ -309,8 +336,9 @@ def _write_study(tmp_path):
 def test_cli_scaling_end_to_end(tmp_path, capsys):
     p1, p2, outliers = _write_study(tmp_path)
     out = tmp_path / "res"
-    rc = main(["scaling", str(p1), str(p2), "--out", str(out), "--n-boot", "200",
-               "--outliers", str(outliers)])
+    rc = main(
+        ["scaling", str(p1), str(p2), "--out", str(out), "--n-boot", "200", "--outliers", str(outliers)]
+    )
     printed = capsys.readouterr().out
     assert rc == 0
     assert "Allegro-Legato" in printed and "Weibull" in printed

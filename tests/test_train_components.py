@@ -231,19 +231,19 @@ def test_gzipped_extxyz_reads_like_plain(tmp_path):
     import numpy as np
     from train_utils import make_emt_dataset
 
-    from legato.train.data import read_dataset
+    from legato.data import read_frames
 
     plain = make_emt_dataset(tmp_path / "d.extxyz", n_frames=3, stress=True)
     gz = tmp_path / "d.extxyz.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
-    a, b = read_dataset(plain), read_dataset(gz)
+    a, b = read_frames(plain), read_frames(gz)
     assert len(a) == len(b) == 3
     for x, y in zip(a, b, strict=True):
         assert np.array_equal(x.positions, y.positions) and x.info["split"] == y.info["split"]
         assert x.get_potential_energy() == y.get_potential_energy()
         assert np.array_equal(x.get_forces(), y.get_forces())
-    assert len(read_dataset(gz, "1:")) == 2
+    assert len(read_frames(gz, "1:")) == 2
     bad = tmp_path / "bad.extxyz.gz"
     bad.write_bytes(b"not gzip at all")
     with pytest.raises(LegatoError, match="cannot read"):
-        read_dataset(bad)
+        read_frames(bad)

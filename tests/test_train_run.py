@@ -70,6 +70,12 @@ def test_small_model_loss_falls_and_outputs_are_consistent(emt_data, tmp_path):
     assert metrics["loss"] == pytest.approx(float(best_row["val_loss"]), rel=1e-5)
     assert metrics["loss"] == pytest.approx(summary["best_val_loss"], rel=1e-5)
     assert model.extra["kind"] == "allegro" and model.extra["loss"]["scale"] > 0
+    # the model file carries σ of the training forces for the MD outlier detector
+    stats = json.loads((run / "stats.json").read_text())
+    assert model.extra["force_std"] == pytest.approx(stats["force_std_eV_A"])
+    from legato.md.runner import model_force_sigma
+
+    assert model_force_sigma(model) == pytest.approx(stats["force_std_eV_A"])
 
 
 def final_weights(run_dir):

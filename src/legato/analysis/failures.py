@@ -61,9 +61,7 @@ class FailureRecord:
         if self.n_atoms <= 0:
             raise LegatoError(f"failure record: n_atoms must be positive, got {self.n_atoms}")
         if self.t_failure_steps < 0:
-            raise LegatoError(
-                f"failure record: t_failure_steps must be >= 0, got {self.t_failure_steps}"
-            )
+            raise LegatoError(f"failure record: t_failure_steps must be >= 0, got {self.t_failure_steps}")
         if not math.isfinite(self.t_failure_fs) or self.t_failure_fs < 0:
             raise LegatoError(
                 f"failure record: t_failure_fs must be finite and >= 0, got {self.t_failure_fs}"
@@ -78,9 +76,7 @@ class FailureRecord:
 class FailureTable:
     """An ordered collection of :class:`FailureRecord` with unique (model, n_atoms, seed)."""
 
-    def __init__(
-        self, records: Iterable[FailureRecord] = (), extra_columns: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, records: Iterable[FailureRecord] = (), extra_columns: Sequence[str] = ()) -> None:
         self.records: list[FailureRecord] = []
         self.extra_columns: list[str] = list(extra_columns)
         self._keys: set[tuple[str, int, int]] = set()
@@ -106,8 +102,7 @@ class FailureTable:
         """Add a record; a second record for the same (model, n_atoms, seed) is an error."""
         if record.key in self._keys:
             raise LegatoError(
-                f"duplicate instance model={record.model!r} n_atoms={record.n_atoms} "
-                f"seed={record.seed}"
+                f"duplicate instance model={record.model!r} n_atoms={record.n_atoms} seed={record.seed}"
             )
         for name in record.extra:
             if name not in self.extra_columns:
@@ -218,9 +213,7 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
     return path
 
 
-def write_failure_table(
-    table: FailureTable, path: str | os.PathLike, overwrite: bool = False
-) -> Path:
+def write_failure_table(table: FailureTable, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a table as CSV (atomically; refuses to replace a file unless ``overwrite``)."""
     return write_text_atomic(path, format_failure_table(table), overwrite=overwrite)
 
@@ -240,9 +233,7 @@ def parse_failure_table(text: str, source: str = "<text>") -> FailureTable:
     header = rows[0]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise LegatoError(
-            f"{source}: not a failure table, missing column(s) {', '.join(missing)}"
-        )
+        raise LegatoError(f"{source}: not a failure table, missing column(s) {', '.join(missing)}")
     if len(set(header)) != len(header):
         raise LegatoError(f"{source}: repeated column names in header")
     extra_columns = [c for c in header if c not in COLUMNS]

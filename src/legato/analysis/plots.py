@@ -25,8 +25,18 @@ from legato.analysis.scaling import ModelScaling
 from legato.analysis.survival import kaplan_meier
 from legato.errors import LegatoError
 
-_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf"]
+_COLORS = [
+    "#d62728",
+    "#1f77b4",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 
 
 def _save(fig: Figure, path: str | os.PathLike, overwrite: bool) -> Path:
@@ -52,7 +62,9 @@ def _fmt_ci(beta: float, ci: tuple[float, float]) -> str:
 
 
 def plot_scaling(
-    results: list[ModelScaling], path: str | os.PathLike, title: str | None = None,
+    results: list[ModelScaling],
+    path: str | os.PathLike,
+    title: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Fig. 2: t_failure vs N (log–log) for several models with both fits."""
@@ -67,8 +79,9 @@ def plot_scaling(
         n = np.array([s.n_atoms for s in res.sizes], dtype=float)
         mean = np.array([s.mean for s in res.sizes])
         sem = np.nan_to_num(np.array([s.sem for s in res.sizes]))
-        ax.errorbar(n, mean, yerr=sem, fmt="o", color=color, capsize=3, ms=6,
-                    label=f"{res.model}: mean ± s.e.")
+        ax.errorbar(
+            n, mean, yerr=sem, fmt="o", color=color, capsize=3, ms=6, label=f"{res.model}: mean ± s.e."
+        )
         # KM medians; an unreached median (inf) is not drawn, an open upper limit is capped
         t_max = max(float(np.max(mean)), 1.0) * 3.0
         med = np.array([s.median for s in res.sizes])
@@ -76,17 +89,37 @@ def plot_scaling(
         hi = np.array([min(s.median_ci[1], t_max) for s in res.sizes])
         ok = np.isfinite(med)
         if ok.any():
-            ax.errorbar(n[ok] * 1.06, med[ok], yerr=[med[ok] - lo[ok], hi[ok] - med[ok]],
-                        fmt="s", mfc="white", color=color, capsize=3, ms=5,
-                        label=f"{res.model}: KM median ({res.confidence:.0%} CI)")
+            ax.errorbar(
+                n[ok] * 1.06,
+                med[ok],
+                yerr=[med[ok] - lo[ok], hi[ok] - med[ok]],
+                fmt="s",
+                mfc="white",
+                color=color,
+                capsize=3,
+                ms=5,
+                label=f"{res.model}: KM median ({res.confidence:.0%} CI)",
+            )
         fm = res.fits.get("means")
         if fm is not None:
-            ax.plot(n_line, fm.mean_at(n_line), "--", color=color, lw=1.2,
-                    label=f"{res.model}: means fit, {_fmt_ci(fm.beta, fm.beta_ci)}")
+            ax.plot(
+                n_line,
+                fm.mean_at(n_line),
+                "--",
+                color=color,
+                lw=1.2,
+                label=f"{res.model}: means fit, {_fmt_ci(fm.beta, fm.beta_ci)}",
+            )
         fw = res.fits.get("weibull")
         if fw is not None:
-            ax.plot(n_line, fw.median_at(n_line), "-", color=color, lw=1.6,
-                    label=f"{res.model}: Weibull fit (median), {_fmt_ci(fw.beta, fw.beta_ci)}")
+            ax.plot(
+                n_line,
+                fw.median_at(n_line),
+                "-",
+                color=color,
+                lw=1.6,
+                label=f"{res.model}: Weibull fit (median), {_fmt_ci(fw.beta, fw.beta_ci)}",
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("N (atoms)")
@@ -99,8 +132,11 @@ def plot_scaling(
 
 
 def plot_survival(
-    table: FailureTable, path: str | os.PathLike, time_unit: str = "steps",
-    confidence: float = 0.95, overwrite: bool = False,
+    table: FailureTable,
+    path: str | os.PathLike,
+    time_unit: str = "steps",
+    confidence: float = 0.95,
+    overwrite: bool = False,
 ) -> Path:
     """Kaplan–Meier curves per size, one panel per model."""
     models = table.models()
@@ -124,8 +160,9 @@ def plot_survival(
             km = kaplan_meier(t, c, confidence=confidence)
             color = cmap(cmap_vals[j])
             x, y = km.step_curve()
-            ax.step(x, y, where="post", color=color, lw=1.5,
-                    label=f"N={size} ({int(c.sum())}/{t.size} cens.)")
+            ax.step(
+                x, y, where="post", color=color, lw=1.5, label=f"N={size} ({int(c.sum())}/{t.size} cens.)"
+            )
             xb = np.concatenate([[0.0], km.times])
             lo = np.concatenate([[1.0], km.lower])
             hi = np.concatenate([[1.0], km.upper])
@@ -133,8 +170,7 @@ def plot_survival(
                 xb, lo, hi = np.append(xb, x[-1]), np.append(lo, lo[-1]), np.append(hi, hi[-1])
             ax.fill_between(xb, lo, hi, step="post", color=color, alpha=0.15, lw=0)
             if km.censor_times.size:
-                ax.plot(km.censor_times, km.survival_at(km.censor_times), "+", color=color,
-                        ms=8, mew=1.5)
+                ax.plot(km.censor_times, km.survival_at(km.censor_times), "+", color=color, ms=8, mew=1.5)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlim(left=0.0)
         ax.set_xlabel(f"t ({time_unit})")
@@ -160,8 +196,9 @@ def read_outlier_csv(path: str | os.PathLike) -> dict[tuple[str, str], tuple[np.
         col_run = "run" if "run" in header else "replica"
         missing = [c for c in ("step", col_out, "model") if c not in header]
         if missing:
-            raise LegatoError(f"{path}: missing column(s) {', '.join(missing)} "
-                              "(need step, outliers, model[, run])")
+            raise LegatoError(
+                f"{path}: missing column(s) {', '.join(missing)} (need step, outliers, model[, run])"
+            )
         runs: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for lineno, row in enumerate(reader, start=2):
             try:
@@ -180,7 +217,9 @@ def read_outlier_csv(path: str | os.PathLike) -> dict[tuple[str, str], tuple[np.
 
 
 def plot_outliers(
-    csv_path: str | os.PathLike, path: str | os.PathLike, sigma: float | None = 5.0,
+    csv_path: str | os.PathLike,
+    path: str | os.PathLike,
+    sigma: float | None = 5.0,
     overwrite: bool = False,
 ) -> Path:
     """Fig. 1: force-outlier count vs MD step, one colour per model, one line per run."""
@@ -191,8 +230,15 @@ def plot_outliers(
     labelled: set[str] = set()
     for (model, _run), (step, count) in runs.items():
         i = models.index(model)
-        ax.plot(step, count, "-", color=_COLORS[i % len(_COLORS)], lw=1.0, alpha=0.85,
-                label=None if model in labelled else model)
+        ax.plot(
+            step,
+            count,
+            "-",
+            color=_COLORS[i % len(_COLORS)],
+            lw=1.0,
+            alpha=0.85,
+            label=None if model in labelled else model,
+        )
         labelled.add(model)
         ax.plot(step[-1:], count[-1:], "x", color=_COLORS[i % len(_COLORS)], ms=6)
     ax.set_xlabel("MD step")

@@ -88,9 +88,7 @@ def _prepare(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n_atoms = np.asarray(n_atoms, dtype=float).ravel()
     t = np.asarray(t, dtype=float).ravel()
-    censored = (
-        np.zeros(t.shape, bool) if censored is None else np.asarray(censored, bool).ravel()
-    )
+    censored = np.zeros(t.shape, bool) if censored is None else np.asarray(censored, bool).ravel()
     if not (n_atoms.shape == t.shape == censored.shape):
         raise LegatoError("n_atoms, t and censored must have the same length")
     if t.size == 0:
@@ -218,6 +216,7 @@ class _WeibullProfile:
 
     def best_k(self, beta: float) -> float:
         """argmax_k ℓ(β, k) (ℓ is concave in k); a root of ∂ℓ/∂k in log k."""
+
         def g(logk: float) -> float:
             return self.value_grad(beta, math.exp(logk))[2]
 
@@ -234,6 +233,7 @@ class _WeibullProfile:
 
     def best_beta(self, k: float, start: float = 0.0) -> float:
         """argmax_β ℓ(β, k) (ℓ is concave in β); a root of ∂ℓ/∂β."""
+
         def g(b: float) -> float:
             return self.value_grad(b, k)[1]
 
@@ -252,7 +252,10 @@ class _WeibullProfile:
 
 
 def _profile_interval(
-    profile: Callable[[float], float], mle: float, ll_max: float, confidence: float,
+    profile: Callable[[float], float],
+    mle: float,
+    ll_max: float,
+    confidence: float,
     positive: bool = False,
 ) -> tuple[float, float]:
     """Interval {θ : 2(ℓ_max − ℓ_p(θ)) ≤ χ²_1(confidence)}; ±inf if it does not close."""
@@ -268,8 +271,9 @@ def _profile_interval(
             while True:
                 trial = base + sign * step
                 if g(math.exp(trial)) < 0:
-                    root = optimize.brentq(lambda u: g(math.exp(u)), min(base, trial),
-                                           max(base, trial), xtol=1e-10)
+                    root = optimize.brentq(
+                        lambda u: g(math.exp(u)), min(base, trial), max(base, trial), xtol=1e-10
+                    )
                     out.append(math.exp(root))
                     break
                 if step > 20:
@@ -363,14 +367,16 @@ def fit_weibull(
     log_a = prof.log_scale(beta, k)
     if ci == "profile":
         if shape is None:
-            beta_ci = _profile_interval(
-                lambda b: prof.value_grad(b, prof.best_k(b))[0], beta, ll, confidence)
+            beta_ci = _profile_interval(lambda b: prof.value_grad(b, prof.best_k(b))[0], beta, ll, confidence)
             shape_ci = _profile_interval(
-                lambda kk: prof.value_grad(prof.best_beta(kk, start=beta), kk)[0], k, ll,
-                confidence, positive=True)
+                lambda kk: prof.value_grad(prof.best_beta(kk, start=beta), kk)[0],
+                k,
+                ll,
+                confidence,
+                positive=True,
+            )
         else:
-            beta_ci = _profile_interval(lambda b: prof.value_grad(b, shape)[0], beta, ll,
-                                        confidence)
+            beta_ci = _profile_interval(lambda b: prof.value_grad(b, shape)[0], beta, ll, confidence)
             shape_ci = (shape, shape)
         ci_name, boot, boot_seed = "profile-likelihood", None, None
     else:
@@ -417,7 +423,9 @@ def fit_weibull(
 
 # -- per-size statistics and the whole-table analysis ---------------------------------------
 def size_summaries(
-    n_atoms: np.ndarray, t: np.ndarray, censored: np.ndarray | None = None,
+    n_atoms: np.ndarray,
+    t: np.ndarray,
+    censored: np.ndarray | None = None,
     confidence: float = 0.95,
 ) -> list[SizeSummary]:
     """Mean ± s.e. (naive) and Kaplan–Meier median with CI, per size."""
@@ -430,10 +438,17 @@ def size_summaries(
         ts, cs = t[m], censored[m]
         km = kaplan_meier(ts, cs, confidence=confidence)
         sem = float(ts.std(ddof=1) / math.sqrt(ts.size)) if ts.size > 1 else math.nan
-        out.append(SizeSummary(
-            n_atoms=int(s), n=int(ts.size), n_censored=int(cs.sum()), mean=float(ts.mean()),
-            sem=sem, median=km.median(), median_ci=km.median_ci(),
-        ))
+        out.append(
+            SizeSummary(
+                n_atoms=int(s),
+                n=int(ts.size),
+                n_censored=int(cs.sum()),
+                mean=float(ts.mean()),
+                sem=sem,
+                median=km.median(),
+                median_ci=km.median_ci(),
+            )
+        )
     return out
 
 
@@ -461,17 +476,25 @@ def analyse_table(
     results = []
     for model in table.models():
         n, t, c = table.select(model).arrays(time_unit)
-        res = ModelScaling(model, time_unit, size_summaries(n, t, c, confidence), {}, [],
-                           confidence)
+        res = ModelScaling(model, time_unit, size_summaries(n, t, c, confidence), {}, [], confidence)
         attempts: dict[str, Callable[[], ScalingFit]] = {
             "means": lambda n=n, t=t, c=c: fit_means(
-                n, t, c, n_boot=n_boot, seed=seed, confidence=confidence, time_unit=time_unit),
+                n, t, c, n_boot=n_boot, seed=seed, confidence=confidence, time_unit=time_unit
+            ),
             "weibull": lambda n=n, t=t, c=c: fit_weibull(
-                n, t, c, confidence=confidence, ci=weibull_ci, n_boot=n_boot, seed=seed,
-                time_unit=time_unit),
+                n, t, c, confidence=confidence, ci=weibull_ci, n_boot=n_boot, seed=seed, time_unit=time_unit
+            ),
             "exponential": lambda n=n, t=t, c=c: fit_weibull(
-                n, t, c, shape=1.0, confidence=confidence, ci=weibull_ci, n_boot=n_boot,
-                seed=seed, time_unit=time_unit),
+                n,
+                t,
+                c,
+                shape=1.0,
+                confidence=confidence,
+                ci=weibull_ci,
+                n_boot=n_boot,
+                seed=seed,
+                time_unit=time_unit,
+            ),
         }
         for name, attempt in attempts.items():
             try:

@@ -184,31 +184,6 @@ def tfail_job(
     return res.batches
 
 
-def read_dataset(path: str | Path, index: str = ":") -> list:
-    """Frames of a dataset file. A gzipped extxyz is decompressed in memory first: ASE
-    seeks in the compressed stream while indexing frames, which is ~30× slower."""
-    import gzip
-    import io
-
-    import ase.io
-
-    from legato.data import read_frames
-
-    path = Path(path)
-    if not (path.suffix == ".gz" and path.stem.endswith("xyz") and path.is_file()):
-        return read_frames(path, index)
-    try:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            frames = ase.io.read(io.StringIO(fh.read()), index=index, format="extxyz")
-    except Exception as exc:  # noqa: BLE001 — ASE raises many types for malformed input
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LegatoError(f"cannot read {path}: {msg}") from None
-    frames = [frames] if not isinstance(frames, list) else frames
-    if not frames:
-        raise LegatoError(f"no frames in {path}")
-    return frames
-
-
 # ----------------------------------------------------------------------------- the study
 class Study:
     """A study in folder ``out`` (see the module docstring). ``run()`` does what is left."""
@@ -295,7 +270,7 @@ class Study:
         from legato.train.data import file_digest
 
         cfg = self.cfg
-        frames = read_dataset(cfg.data, cfg.data_index)
+        frames = read_frames(cfg.data, cfg.data_index)
         labels = [a.info.get("split") for a in frames]
         if all(lab in ("train", "validation", "val", "test") for lab in labels):
             test = [i for i, lab in enumerate(labels) if lab == "test"]

@@ -86,14 +86,14 @@ class KaplanMeier:
 
 
 def kaplan_meier(
-    t: np.ndarray, censored: np.ndarray | None = None, confidence: float = 0.95,
+    t: np.ndarray,
+    censored: np.ndarray | None = None,
+    confidence: float = 0.95,
     transform: str = "log-log",
 ) -> KaplanMeier:
     """Kaplan–Meier estimate from times ``t`` [n] and censoring flags ``censored`` [n]."""
     t = np.asarray(t, dtype=float).ravel()
-    censored = (
-        np.zeros(t.shape, dtype=bool) if censored is None else np.asarray(censored, bool).ravel()
-    )
+    censored = np.zeros(t.shape, dtype=bool) if censored is None else np.asarray(censored, bool).ravel()
     if t.size == 0:
         raise LegatoError("Kaplan-Meier: no data")
     if censored.shape != t.shape:

@@ -39,9 +39,7 @@ def load_structures(paths: str | list[str], index: int, base: Path):
     for path in [paths] if isinstance(paths, str) else paths:
         frames = read_frames(_resolve(path, base))
         if not -len(frames) <= index < len(frames):
-            raise LegatoError(
-                f"{path} has {len(frames)} frames; structure_index {index} is out of range"
-            )
+            raise LegatoError(f"{path} has {len(frames)} frames; structure_index {index} is out of range")
         out.append(frames[index])
     return out
 

@@ -18,32 +18,57 @@ from pathlib import Path
 
 from legato.errors import LegatoError
 
-OUTPUTS = ("scaling_fits.json", "scaling_fits.csv", "sizes.csv", "fig2_scaling.png",
-           "survival.png")
-FIT_COLUMNS = ("model", "method", "beta", "beta_lo", "beta_hi", "alpha", "shape", "shape_lo",
-               "shape_hi", "log_likelihood", "n", "n_censored", "n_sizes", "ci_method",
-               "confidence", "time_unit")
-SIZE_COLUMNS = ("model", "n_atoms", "n", "n_censored", "mean", "sem", "median", "median_lo",
-                "median_hi")
+OUTPUTS = ("scaling_fits.json", "scaling_fits.csv", "sizes.csv", "fig2_scaling.png", "survival.png")
+FIT_COLUMNS = (
+    "model",
+    "method",
+    "beta",
+    "beta_lo",
+    "beta_hi",
+    "alpha",
+    "shape",
+    "shape_lo",
+    "shape_hi",
+    "log_likelihood",
+    "n",
+    "n_censored",
+    "n_sizes",
+    "ci_method",
+    "confidence",
+    "time_unit",
+)
+SIZE_COLUMNS = ("model", "n_atoms", "n", "n_censored", "mean", "sem", "median", "median_lo", "median_hi")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("tables", nargs="+", metavar="TABLE.csv",
-                        help="failure table(s); rows of all tables are merged")
+    parser.add_argument(
+        "tables", nargs="+", metavar="TABLE.csv", help="failure table(s); rows of all tables are merged"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--time", choices=("steps", "fs"), default="steps",
-                        help="time unit of the fits (default: steps, as in the paper)")
-    parser.add_argument("--confidence", type=float, default=0.95,
-                        help="confidence level of all intervals (default 0.95)")
-    parser.add_argument("--n-boot", type=int, default=2000,
-                        help="bootstrap resamples (default 2000)")
+    parser.add_argument(
+        "--time",
+        choices=("steps", "fs"),
+        default="steps",
+        help="time unit of the fits (default: steps, as in the paper)",
+    )
+    parser.add_argument(
+        "--confidence", type=float, default=0.95, help="confidence level of all intervals (default 0.95)"
+    )
+    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--weibull-ci", choices=("profile", "bootstrap"), default="profile",
-                        help="CI of the survival fits (default: profile likelihood)")
-    parser.add_argument("--outliers", metavar="CSV", default=None,
-                        help="force-outlier CSV (step, outliers, model[, run]) → Fig. 1")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing output files in --out")
+    parser.add_argument(
+        "--weibull-ci",
+        choices=("profile", "bootstrap"),
+        default="profile",
+        help="CI of the survival fits (default: profile likelihood)",
+    )
+    parser.add_argument(
+        "--outliers",
+        metavar="CSV",
+        default=None,
+        help="force-outlier CSV (step, outliers, model[, run]) → Fig. 1",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files in --out")
 
 
 def _num(x: float | None) -> float | None:
@@ -82,17 +107,23 @@ def format_report(results) -> str:
     unit = results[0].time_unit if results else "steps"
     conf = f"{results[0].confidence:.0%}" if results else "95%"
     lines.append(f"time to failure per size ({unit}; mean counts censored runs at the budget)")
-    lines.append(f"{'model':<16} {'N':>7} {'runs':>5} {'cens':>5} {'mean':>10} {'s.e.':>9} "
-                 f"{'KM median':>10}  {conf} CI")
+    lines.append(
+        f"{'model':<16} {'N':>7} {'runs':>5} {'cens':>5} {'mean':>10} {'s.e.':>9} "
+        f"{'KM median':>10}  {conf} CI"
+    )
     for r in results:
         for s in r.sizes:
             lo, hi = s.median_ci
-            lines.append(f"{r.model:<16} {s.n_atoms:>7d} {s.n:>5d} {s.n_censored:>5d} "
-                         f"{s.mean:>10.1f} {s.sem:>9.1f} {s.median:>10.1f}  [{lo:.1f}, {hi:.1f}]")
+            lines.append(
+                f"{r.model:<16} {s.n_atoms:>7d} {s.n:>5d} {s.n_censored:>5d} "
+                f"{s.mean:>10.1f} {s.sem:>9.1f} {s.median:>10.1f}  [{lo:.1f}, {hi:.1f}]"
+            )
     lines.append("")
     lines.append(f"fidelity-scaling exponent beta ({conf} CI): t_failure = alpha * N^-beta")
-    lines.append(f"{'model':<16} {'means fit (bootstrap)':>27}  {'Weibull ML':>27}  "
-                 f"{'shape k':>6}  {'exponential ML':>27}")
+    lines.append(
+        f"{'model':<16} {'means fit (bootstrap)':>27}  {'Weibull ML':>27}  "
+        f"{'shape k':>6}  {'exponential ML':>27}"
+    )
     for r in results:
         cells = []
         for name in ("means", "weibull"):
@@ -136,8 +167,14 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise LegatoError(f"--out {out} is not a directory")
 
-    results = analyse_table(table, time_unit=args.time, n_boot=args.n_boot, seed=args.seed,
-                            confidence=args.confidence, weibull_ci=args.weibull_ci)
+    results = analyse_table(
+        table,
+        time_unit=args.time,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        confidence=args.confidence,
+        weibull_ci=args.weibull_ci,
+    )
     print(format_report(results))
 
     out.mkdir(parents=True, exist_ok=True)
@@ -148,38 +185,62 @@ def run(args: argparse.Namespace) -> int:
         "models": [
             {
                 "model": r.model,
-                "sizes": [
-                    {**vars(s), "median_ci": list(s.median_ci)} for s in r.sizes
-                ],
+                "sizes": [{**vars(s), "median_ci": list(s.median_ci)} for s in r.sizes],
                 "fits": {name: f.to_dict() for name, f in r.fits.items()},
                 "notes": r.notes,
             }
             for r in results
         ],
     }
-    write_text_atomic(out / "scaling_fits.json",
-                      json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n",
-                      overwrite=args.overwrite)
+    write_text_atomic(
+        out / "scaling_fits.json",
+        json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n",
+        overwrite=args.overwrite,
+    )
     fit_rows = []
     size_rows = []
     for r in results:
         for name, f in r.fits.items():
-            fit_rows.append([
-                r.model, name, f.beta, f.beta_ci[0], f.beta_ci[1], f.alpha, f.shape,
-                f.shape_ci[0] if f.shape_ci else None, f.shape_ci[1] if f.shape_ci else None,
-                f.log_likelihood, f.n, f.n_censored, len(f.sizes), f.ci_method, f.confidence,
-                f.time_unit,
-            ])
+            fit_rows.append(
+                [
+                    r.model,
+                    name,
+                    f.beta,
+                    f.beta_ci[0],
+                    f.beta_ci[1],
+                    f.alpha,
+                    f.shape,
+                    f.shape_ci[0] if f.shape_ci else None,
+                    f.shape_ci[1] if f.shape_ci else None,
+                    f.log_likelihood,
+                    f.n,
+                    f.n_censored,
+                    len(f.sizes),
+                    f.ci_method,
+                    f.confidence,
+                    f.time_unit,
+                ]
+            )
         for s in r.sizes:
-            size_rows.append([r.model, s.n_atoms, s.n, s.n_censored, s.mean, s.sem, s.median,
-                              s.median_ci[0], s.median_ci[1]])
-    write_text_atomic(out / "scaling_fits.csv", _csv_text(FIT_COLUMNS, fit_rows),
-                      overwrite=args.overwrite)
-    write_text_atomic(out / "sizes.csv", _csv_text(SIZE_COLUMNS, size_rows),
-                      overwrite=args.overwrite)
+            size_rows.append(
+                [
+                    r.model,
+                    s.n_atoms,
+                    s.n,
+                    s.n_censored,
+                    s.mean,
+                    s.sem,
+                    s.median,
+                    s.median_ci[0],
+                    s.median_ci[1],
+                ]
+            )
+    write_text_atomic(out / "scaling_fits.csv", _csv_text(FIT_COLUMNS, fit_rows), overwrite=args.overwrite)
+    write_text_atomic(out / "sizes.csv", _csv_text(SIZE_COLUMNS, size_rows), overwrite=args.overwrite)
     plot_scaling(results, out / "fig2_scaling.png", overwrite=args.overwrite)
-    plot_survival(table, out / "survival.png", time_unit=args.time,
-                  confidence=args.confidence, overwrite=args.overwrite)
+    plot_survival(
+        table, out / "survival.png", time_unit=args.time, confidence=args.confidence, overwrite=args.overwrite
+    )
     if args.outliers:
         plot_outliers(args.outliers, out / "fig1_outliers.png", overwrite=args.overwrite)
     print(f"wrote {', '.join(names)} to {out}")

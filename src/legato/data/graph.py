@@ -21,21 +21,31 @@ MIN_DISTANCE_WARN_A = 0.5
 
 
 def read_frames(path: str | Path, index: str | int | slice = ":") -> list[Atoms]:
-    """Read frames from any ASE-readable file (extxyz, LAMMPS data, ASE db/traj, ...)."""
+    """Read frames from any ASE-readable file (extxyz, LAMMPS data, ASE db/traj, ...).
+
+    A gzipped text file (``*.extxyz.gz``, ``*.xyz.gz``, ...) is decompressed in memory
+    first: ASE seeks in the compressed stream while indexing frames, which makes reading
+    a 1,200-frame file take minutes instead of seconds.
+    """
     import ase.io
 
     path = Path(path)
     if not path.exists():
         raise LegatoError(f"data file not found: {path}")
-    fmt = None
-    if path.suffix in (".lmp", ".data", ".lammps") or path.name.endswith(".lmp.gz"):
-        fmt = "lammps-data"
+    name = path.name.lower()
+    lammps = name.endswith((".lmp", ".data", ".lammps", ".lmp.gz"))
     try:
-        if fmt == "lammps-data":
-            frames = [ase.io.read(path, format=fmt, atom_style="atomic")]
+        if lammps:
+            frames = [ase.io.read(path, format="lammps-data", atom_style="atomic")]
+        elif (fmt := _gzipped_text_format(path)) is not None:
+            import gzip
+            import io
+
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                frames = ase.io.read(io.StringIO(fh.read()), index=index, format=fmt)
         else:
             frames = ase.io.read(path, index=index)
-    except Exception as exc:  # ASE raises many types for malformed input
+    except Exception as exc:  # ASE and gzip raise many types for malformed input
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise LegatoError(f"cannot read {path}: {msg}") from None
     if isinstance(frames, Atoms):
@@ -43,6 +53,20 @@ def read_frames(path: str | Path, index: str | int | slice = ":") -> list[Atoms]
     if not frames:
         raise LegatoError(f"no frames in {path}")
     return list(frames)
+
+
+def _gzipped_text_format(path: Path) -> str | None:
+    """ASE format name of a gzipped text file judged by its inner extension, else None."""
+    if path.suffix.lower() != ".gz" or not path.is_file():
+        return None
+    from ase.io.formats import filetype, ioformats
+
+    try:
+        fmt = filetype(path.stem, read=False)
+    except Exception:  # unknown inner extension: let ASE decide on the file itself
+        return None
+    io_format = ioformats.get(fmt)
+    return fmt if io_format is not None and not io_format.isbinary else None
 
 
 def species_index(symbols: Sequence[str], type_names: Sequence[str]) -> np.ndarray:

@@ -337,8 +337,9 @@ def _run_pool(todo, calculator, settings, workers):
         n_workers = 1 if alone else workers
         pending = iter(items)
         inflight: dict[Any, tuple[int, Atoms]] = {}
-        with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(calculator, settings)) as ex:
+        with ProcessPoolExecutor(
+            n_workers, mp_context=ctx, initializer=_init_worker, initargs=(calculator, settings)
+        ) as ex:
             try:
                 for item in pending:
                     inflight[ex.submit(_label_one, item)] = item

@@ -147,9 +147,7 @@ class FailureDetector:
             fabs, max_f = None, torch.zeros(n_rep, dtype=DTYPE)
         n_out = torch.zeros(n_rep, dtype=torch.long)
         if self.force_sigma is not None and fabs is not None:
-            is_out = (
-                torch.nan_to_num(fabs, nan=float("inf")) > self.outlier_sigma * self.force_sigma
-            ).any(1)
+            is_out = (torch.nan_to_num(fabs, nan=float("inf")) > self.outlier_sigma * self.force_sigma).any(1)
             n_out = n_out.index_add_(0, state.batch, is_out.long())
         drift = (conserved - conserved_ref).abs() / state.atoms_per_replica().to(DTYPE)
         bad = nonfinite_replicas(state)
@@ -170,10 +168,7 @@ class FailureDetector:
                 t = float(temp[r])
                 if not lo <= t <= hi:  # also catches NaN
                     fired.append("temperature")
-            if (
-                self.max_drift_eV_per_atom is not None
-                and not float(drift[r]) <= self.max_drift_eV_per_atom
-            ):
+            if self.max_drift_eV_per_atom is not None and not float(drift[r]) <= self.max_drift_eV_per_atom:
                 fired.append("drift")
             reasons.append(fired)
         return CheckResult(
@@ -197,9 +192,7 @@ class FailureDetector:
             elif reason == "potential_error":
                 parts.append(f"potential raised {(errors or {}).get(rid, '')}")
             elif reason == "min_distance":
-                parts.append(
-                    f"closest pair {float(result.min_distance[r]):.3f} Å < {self.min_distance_A} Å"
-                )
+                parts.append(f"closest pair {float(result.min_distance[r]):.3f} Å < {self.min_distance_A} Å")
             elif reason == "force_outliers":
                 parts.append(
                     f"{int(result.n_force_outliers[r])} atoms with |F| > {self.outlier_sigma}σ "

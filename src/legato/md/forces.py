@@ -101,9 +101,7 @@ class ForceField:
                 forces.append(out[K.FORCES].detach().to("cpu", DTYPE).reshape(n, 3))
             except Exception as exc:  # noqa: BLE001
                 rid = int(state.replica_ids[r])
-                self.errors[rid] = (
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                )
+                self.errors[rid] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 energies.append(torch.full((1,), float("nan"), dtype=DTYPE))
                 forces.append(torch.full((n, 3), float("nan"), dtype=DTYPE))
         return torch.cat(energies), torch.cat(forces)

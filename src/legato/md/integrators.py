@@ -43,9 +43,7 @@ def replica_normal(seed: int, stream: int, step: int, n_atoms: int) -> torch.Ten
 def batch_normal(state: MDState, stream: int, step: int) -> torch.Tensor:  # [n_atoms, 3]
     counts = state.atoms_per_replica().tolist()
     seeds = state.seeds.tolist()
-    return torch.cat(
-        [replica_normal(s, stream, step, n) for s, n in zip(seeds, counts, strict=True)]
-    )
+    return torch.cat([replica_normal(s, stream, step, n) for s, n in zip(seeds, counts, strict=True)])
 
 
 def remove_total_momentum(
@@ -185,19 +183,22 @@ class NoseHooverChain:
                 return (ke2 * scale * scale - dof * kt) / q[:, 0]
             return (q[:, k - 1] * v[:, k - 1] ** 2 - kt) / q[:, k]
 
-        for _ in range(self.n_substeps):
-            for w in self.weights:
-                h = w * 0.5 * self.dt / self.n_substeps
-                v[:, m - 1] += 0.5 * h * force(m - 1)
-                for k in range(m - 2, -1, -1):
-                    damp = np.exp(-0.25 * h * v[:, k + 1])
-                    v[:, k] = (v[:, k] * damp + 0.5 * h * force(k)) * damp
-                scale = scale * np.exp(-h * v[:, 0])
-                xi += h * v
-                for k in range(m - 1):
-                    damp = np.exp(-0.25 * h * v[:, k + 1])
-                    v[:, k] = (v[:, k] * damp + 0.5 * h * force(k)) * damp
-                v[:, m - 1] += 0.5 * h * force(m - 1)
+        # a replica that blows up may overflow exp(): it then carries inf/nan momenta, which
+        # the failure detector reports for that replica alone (the chain is per replica)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(self.n_substeps):
+                for w in self.weights:
+                    h = w * 0.5 * self.dt / self.n_substeps
+                    v[:, m - 1] += 0.5 * h * force(m - 1)
+                    for k in range(m - 2, -1, -1):
+                        damp = np.exp(-0.25 * h * v[:, k + 1])
+                        v[:, k] = (v[:, k] * damp + 0.5 * h * force(k)) * damp
+                    scale = scale * np.exp(-h * v[:, 0])
+                    xi += h * v
+                    for k in range(m - 1):
+                        damp = np.exp(-0.25 * h * v[:, k + 1])
+                        v[:, k] = (v[:, k] * damp + 0.5 * h * force(k)) * damp
+                    v[:, m - 1] += 0.5 * h * force(m - 1)
         scale_t = torch.from_numpy(scale)
         return replace(
             state,
@@ -254,18 +255,11 @@ class LangevinBAOAB:
         h = 0.5 * self.dt
         p = _kick(state, h)  # B
         x = _drift(state, p, h)  # A
-        k_before = per_replica_sum(
-            0.5 * (p * p).sum(1) / state.masses, state.batch, state.n_replicas
-        )
-        noise = (
-            batch_normal(state, STREAM_LANGEVIN, state.step)
-            * torch.sqrt(state.masses * self.kt)[:, None]
-        )
+        k_before = per_replica_sum(0.5 * (p * p).sum(1) / state.masses, state.batch, state.n_replicas)
+        noise = batch_normal(state, STREAM_LANGEVIN, state.step) * torch.sqrt(state.masses * self.kt)[:, None]
         noise = remove_total_momentum(noise, state.masses, state.batch, state.n_replicas)
         p = self.c1 * p + self.c2 * noise  # O
-        k_after = per_replica_sum(
-            0.5 * (p * p).sum(1) / state.masses, state.batch, state.n_replicas
-        )
+        k_after = per_replica_sum(0.5 * (p * p).sum(1) / state.masses, state.batch, state.n_replicas)
         s = replace(state, momenta=p, positions=x)
         s = replace(s, positions=_drift(s, p, h))  # A
         s = _with_forces(s, force_fn)

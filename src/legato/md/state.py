@@ -56,9 +56,7 @@ class MDState:
         return self.momenta / self.masses[:, None]
 
     def kinetic_energy(self) -> torch.Tensor:  # [R] eV
-        return per_replica_sum(
-            kinetic_per_atom(self.momenta, self.masses), self.batch, self.n_replicas
-        )
+        return per_replica_sum(kinetic_per_atom(self.momenta, self.masses), self.batch, self.n_replicas)
 
     def degrees_of_freedom(self) -> torch.Tensor:  # [R] float
         return degrees_of_freedom(self.atoms_per_replica())

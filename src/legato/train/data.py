@@ -19,31 +19,6 @@ from legato.errors import LegatoError
 from legato.train.config import DataConfig, split_counts
 
 
-def read_dataset(path: str | Path, index: str = ":") -> list[Atoms]:
-    """:func:`legato.data.read_frames`, but a gzipped extxyz is decompressed in memory
-    first: ASE seeks in the compressed stream while indexing frames, which makes reading
-    a 1,200-frame file take minutes instead of seconds."""
-    import gzip
-    import io
-
-    import ase.io
-
-    path = Path(path)
-    name = path.name.lower()
-    if not (name.endswith((".xyz.gz", ".extxyz.gz")) and path.is_file()):
-        return read_frames(path, index)
-    try:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            frames = ase.io.read(io.StringIO(fh.read()), index=index, format="extxyz")
-    except Exception as exc:  # ASE and gzip raise many types for malformed input
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LegatoError(f"cannot read {path}: {msg}") from None
-    frames = frames if isinstance(frames, list) else [frames]
-    if not frames:
-        raise LegatoError(f"no frames in {path}")
-    return frames
-
-
 def infer_type_names(frames: Sequence[Atoms]) -> list[str]:
     """Chemical symbols present in the frames, ordered by atomic number."""
     symbols = {s for a in frames for s in a.get_chemical_symbols()}
@@ -91,7 +66,7 @@ def load_labelled(
     progress: bool = True,
 ) -> tuple[list[Atoms], list[Graph], list[str]]:
     """Read frames, fix type names (given or inferred), build graphs."""
-    frames = read_dataset(path, index)
+    frames = read_frames(path, index)
     names = list(type_names) if type_names else infer_type_names(frames)
     graphs = frames_to_graphs(frames, names, r_max, dtype, progress=progress)
     return frames, graphs, names

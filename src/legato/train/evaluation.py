@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from legato.data import collate
+from legato.data import collate, read_frames
 from legato.data.graph import Graph
 from legato.errors import LegatoError
-from legato.train.data import file_digest, frames_to_graphs, read_dataset
+from legato.train.data import file_digest, frames_to_graphs
 from legato.train.loss import LossSpec
 from legato.train.metrics import MetricsAccumulator
 
@@ -48,7 +48,7 @@ def select_frames(
     model's run folder (the data file must be the one the model was trained on).
     ``where="KEY=VALUE"``: only frames with ``atoms.info[KEY] == VALUE`` (as text), e.g.
     ``split=test`` for the held-out frames of the shipped dataset."""
-    frames = read_dataset(data, index)
+    frames = read_frames(data, index)
     if subset != "all":
         run_dir = getattr(model, "extra", {}).get("run_dir")
         split_path = Path(run_dir) / "split.json" if run_dir else None

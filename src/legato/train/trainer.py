@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from legato.data import dataset_statistics
+from legato.data import dataset_statistics, read_frames
 from legato.data.graph import Graph
 from legato.errors import LegatoError
 from legato.train import checkpoint as ckpt
@@ -53,7 +53,6 @@ from legato.train.data import (
     iterate_batches,
     make_split,
     n_batches,
-    read_dataset,
 )
 from legato.train.ema import EMA
 from legato.train.loss import LossSpec, loss_terms
@@ -167,7 +166,7 @@ class Trainer:
                 f"(continue it with `legato train --resume {run_dir}` or pick another run_dir)"
             )
         data_path = Path(cfg.data.path).expanduser().resolve()
-        frames = read_dataset(data_path, cfg.data.index)
+        frames = read_frames(data_path, cfg.data.index)
         model = dict(cfg.model)
         model.setdefault("type_names", infer_type_names(frames))
         cfg.model = resolved_model_section(model)
@@ -221,7 +220,7 @@ class Trainer:
     def _load_data(self, frames: list | None) -> None:
         cfg = self.cfg
         if frames is None:
-            frames = read_dataset(self.split["data_path"], self.split["index"])
+            frames = read_frames(self.split["data_path"], self.split["index"])
         if len(frames) != self.split["n_frames"]:
             raise LegatoError("the data file no longer matches the recorded split")
         names = cfg.model["type_names"]
@@ -335,6 +334,9 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "val_metrics": self.best_metrics,
             "run_dir": str(self.run_dir),
+            # σ of the training force components: the MD outlier detector's 5σ rule needs it
+            # even when the run folder is gone
+            "force_std": float(self.stats.force_std),
         }
         try:
             save_model(self.model, path, extra=extra)
