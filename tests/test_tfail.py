@@ -16,6 +16,7 @@ from legato.analysis.failures import format_failure_table, read_failure_table
 from legato.analysis.plots import read_outlier_csv
 from legato.analysis.tfail import (
     TfailProtocol,
+    derived_seed,
     parse_sizes,
     replicate_box,
     run_ensemble,
@@ -132,6 +133,10 @@ def test_instances_do_not_depend_on_their_batch_and_runs_resume(tmp_path):
     together = run_ensemble(pot, fcc_argon(), "1", 4, prot, tmp_path / "all", "lj", **QUIET)
     times = [r.t_failure_steps for r in together.table]
     assert len(set(times)) > 1  # the seeds matter
+    # the MD runner's own per-replica table names the velocity seed each instance really used
+    with open(tmp_path / "all" / "md" / "lj" / "N32_s0-3" / "instances.csv") as fh:
+        used = [int(row["seed"]) for row in csv.DictReader(fh)]
+    assert used == [derived_seed(s, 32, 2) for s in range(4)]
     alone = run_ensemble(pot, fcc_argon(), "1", 2, prot, tmp_path / "two", "lj", seed=2, **QUIET)
     assert list(alone.table) == [r for r in together.table if r.seed in (2, 3)]
 

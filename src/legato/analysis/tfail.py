@@ -323,8 +323,11 @@ def _runner_class():
             super().__init__(*args, **kw)
             self._vseeds = velocity_seeds
 
+        def replica_seeds(self) -> list[int]:
+            return list(self._vseeds)
+
         def initial_state(self):
-            state = state_from_atoms(self.structures, self.type_names, seeds=self._vseeds)
+            state = state_from_atoms(self.structures, self.type_names, seeds=self.replica_seeds())
             cfg = self.config
             return maxwell_boltzmann(state, cfg.temperature_K, exact=cfg.exact_initial_temperature)
 

@@ -236,7 +236,7 @@ class MDRunner:
     def initial_state(self) -> MDState:
         cfg = self.config
         atoms = [self.structures[r % len(self.structures)] for r in range(cfg.replicas)]
-        state = state_from_atoms(atoms, self.type_names, seeds=replica_seeds(cfg.seed, cfg.replicas))
+        state = state_from_atoms(atoms, self.type_names, seeds=self.replica_seeds())
         if cfg.initial_velocities == "structure":
             return state
         return maxwell_boltzmann(state, cfg.temperature_K, exact=cfg.exact_initial_temperature)
@@ -508,6 +508,10 @@ class MDRunner:
             "instances": self.instances(),
         }
 
+    def replica_seeds(self) -> list[int]:
+        """The seed of each replica's random streams (velocities, Langevin noise)."""
+        return replica_seeds(self.config.seed, self.config.replicas)
+
     def instances(self) -> list[dict]:
         """One row per replica: time to failure in its stage, or censored at the budget.
 
@@ -516,7 +520,7 @@ class MDRunner:
         censored at the steps it ran in its last stage.
         """
         cfg, s = self.config, self.state
-        seeds = replica_seeds(cfg.seed, cfg.replicas)
+        seeds = self.replica_seeds()
         bounds = cfg.stage_bounds()
         failed = {f.replica: f for f in self.failures}
         rows = []
