@@ -71,7 +71,8 @@ def worker(k: int, threads: int, repeats: int, chunk: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     atoms = base_box().repeat((k, k, k))
-    model = Allegro(["H", "N"], l_max=1, avg_num_neighbors=84.0, max_edges_per_chunk=chunk).float().eval()
+    kw = {"max_edges_per_chunk": chunk} if chunk > 0 else {}
+    model = Allegro(["H", "N"], l_max=1, avg_num_neighbors=84.0, **kw).float().eval()
     g = atoms_to_graph(atoms, model.type_names, model.r_max, torch.float32, with_labels=False)
     n_edges = int(g["edge_index"].shape[1])
     model(g)  # warm-up
@@ -102,7 +103,9 @@ def main() -> None:
     ap.add_argument(
         "--memory-k", type=int, default=4, help="also run k (27,648 atoms at k=4), 2 threads; 0 = skip"
     )
-    ap.add_argument("--chunk", type=int, default=400_000, help="max edges per chunk (inference)")
+    ap.add_argument(
+        "--chunk", type=int, default=0, help="max edges per chunk (inference); 0 = the model's default"
+    )
     ap.add_argument("--worker", nargs=3, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:

@@ -31,6 +31,32 @@ def test_save_load_roundtrip(tmp_path, dtype) -> None:
     assert blob["legato_version"] == legato.__version__ and blob["dtype"] in ("float32", "float64")
 
 
+def test_files_with_legacy_constant_buffers_load(tmp_path) -> None:
+    """Files written before the channels-innermost layout also stored the coupling tensors
+    and linear index buffers; those constants are rebuilt, so such files still load."""
+    model = small_model(torch.float64)
+    state = model.state_dict()
+    assert not any(k.endswith(("coupling", "coupling_t", "comp_index")) for k in state)
+    legacy = dict(state)
+    for k, tp in enumerate(model.tps):
+        legacy[f"tps.{k}.coupling"] = torch.zeros(tp.d1 * tp.d2, tp.dout, dtype=torch.float64)
+    for k in range(len(model.linears)):
+        legacy[f"linears.{k}.comp_index"] = torch.arange(3)
+        legacy[f"linears.{k}.path_index"] = torch.arange(3)
+    torch.save(
+        {**torch.load(_saved(model, tmp_path), weights_only=False), "state_dict": legacy}, tmp_path / "old.pt"
+    )
+    loaded = legato.load_model(tmp_path / "old.pt")
+    g = atoms_to_graph(random_atoms(9, seed=2), model.type_names, model.r_max, torch.float64)
+    torch.testing.assert_close(loaded(g)["forces"], model(g)["forces"], rtol=0, atol=0)
+
+
+def _saved(model, tmp_path):
+    path = tmp_path / "new.pt"
+    legato.save_model(model, path)
+    return path
+
+
 def test_load_rejects_non_model(tmp_path) -> None:
     bad = tmp_path / "x.pt"
     bad.write_text("not a model")

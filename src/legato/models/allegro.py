@@ -85,6 +85,10 @@ class Allegro(nn.Module):
             o3.Irreps("+".join(f"1x{irrep_str(i)}" for i in sh)), normalize=True, normalization="component"
         )
         self.sh_dims: list[int] = [2 * l + 1 for l, _ in sh]
+        # irrep of each spherical-harmonic component: the env weights are per irrep
+        comp_irrep = [k for k, d in enumerate(self.sh_dims) for _ in range(d)]
+        comp_irrep_t = torch.tensor(comp_irrep, dtype=torch.long)
+        self.register_buffer("sh_component_irrep", comp_irrep_t, persistent=False)
         self.bessel = BesselBasis(self.r_max, int(num_bessel))
         self.cutoff = PolynomialCutoff(self.r_max, float(polynomial_cutoff_p))
 
@@ -104,6 +108,9 @@ class Allegro(nn.Module):
             self.tps.append(ChannelwiseTP(self.paths.inputs[k], sh, paths))
             self.linears.append(EquivariantLinear(paths, self.paths.outputs[k], self.mul))
             n_s = self.paths.n_scalars(k)
+            outs_k = self.paths.outputs[k]
+            if outs_k[0] != (0, 1) or (k == self.num_layers - 1 and list(outs_k) != [(0, 1)]):
+                raise ValueError(f"layer {k} must output scalars first (got {outs_k})")
             self.n_scalars.append(n_s)
             self.latents.append(
                 ScaledMLP([d_latent + self.mul * n_s] + [int(d) for d in latent_mlp_latent_dimensions])
@@ -241,20 +248,29 @@ class Allegro(nn.Module):
         mix = torch.sigmoid(self.resnet_theta)
         coef_old = torch.rsqrt(1.0 + mix * mix)
         coef_new = mix * coef_old
-        v = y  # placeholder type; set in layer 0
+        y_c = y.unsqueeze(-1)  # [n_edges, d_sh, 1]
+        v = y_c  # placeholder type; set in layer 0
         for k, (env_mlp, tp, linear, latent) in enumerate(
             zip(self.env_embed, self.tps, self.linears, self.latents)
         ):
-            w = self._per_component(env_mlp(x).reshape(n_edges, -1, m, self.n_sh_irreps))
+            # [n_edges, g, m, n_irreps] → [n_edges, g, d_sh, m]
+            w = env_mlp(x).reshape(n_edges, -1, m, self.n_sh_irreps).transpose(2, 3)
+            w = w.index_select(2, self.sh_component_irrep)
             if k == 0:
-                v = w[:, 1] * y.unsqueeze(1)  # [n_edges, m, d_sh]
-            env_edge = w[:, 0] * y.unsqueeze(1)  # [n_edges, m, d_sh]
-            env = torch.zeros(n_atoms, m, env_edge.shape[2], dtype=pos.dtype, device=pos.device)
+                v = w[:, 1] * y_c  # [n_edges, d_sh, m]
+            env_edge = w[:, 0] * y_c  # [n_edges, d_sh, m]
+            env = torch.zeros(n_atoms, env_edge.shape[1], m, dtype=pos.dtype, device=pos.device)
             env = env.index_add(0, center, env_edge) * self.inv_sqrt_avg_nn
-            out = tp(v, env[center])  # [n_edges, m, d_tp]
-            scalars = out[:, :, : self.n_scalars[k]].reshape(n_edges, -1)
+            out = tp(v, env[center])  # [n_edges, d_tp, m], scalars (0e) first
             if k < self.num_layers - 1:
-                v = linear(out)
+                # split once (its backward is a cat: no zero-filled gradient buffers)
+                parts = out.split(linear.split_sizes, dim=1)
+                invariants = parts[0]  # [n_edges, n_scalars, m]
+                v = linear.forward_parts(parts)
+            else:
+                invariants = out  # the last layer has 0e outputs only
+            # invariants in (channel, path) order: [n_edges, m·n_scalars]
+            scalars = invariants.transpose(1, 2).reshape(n_edges, -1)
             x_new = latent(torch.cat([x, scalars], dim=1)) * u
             if self.latent_resnet:
                 x = coef_old[k] * x + coef_new[k] * x_new
@@ -263,15 +279,6 @@ class Allegro(nn.Module):
         e_edge = self.edge_energy(x).squeeze(-1)  # [n_edges]
         atomic = torch.zeros(n_atoms, dtype=pos.dtype, device=pos.device).index_add(0, center, e_edge)
         return self.energy_scale[species] * (atomic * self.inv_sqrt_avg_nn)
-
-    def _per_component(self, w: torch.Tensor) -> torch.Tensor:
-        """[n_edges, g, m, n_sh_irreps] → [n_edges, g, m, d_sh]: one weight per irrep, shared
-        by its 2l+1 components (expand, whose backward is a cheap sum)."""
-        parts: list[torch.Tensor] = []
-        for k, d in enumerate(self.sh_dims):
-            wk = w[:, :, :, k : k + 1]
-            parts.append(wk if d == 1 else wk.expand(-1, -1, -1, d))
-        return torch.cat(parts, dim=3)
 
     def extra_repr(self) -> str:
         return f"types={self.type_names}, r_max={self.r_max}, irreps: {self.paths.describe()}"
