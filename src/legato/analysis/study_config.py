@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from legato.config_file import read_yaml_mapping
 from legato.errors import LegatoError
 
 
@@ -280,16 +281,15 @@ def _resolve(path: str, base: Path) -> str:
     return str((base / p).resolve())
 
 
-def load_study_config(path: str | Path) -> StudyConfig:
-    """Read, resolve relative paths (config folder first, then cwd) and validate."""
+def load_study_config(path: str | Path, workers: int | None = None) -> StudyConfig:
+    """Read, resolve relative paths (config folder first, then cwd) and validate;
+    ``workers`` (a command-line override) replaces the config's process count."""
     path = Path(path)
-    if not path.is_file():
-        raise LegatoError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise LegatoError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
-    cfg = validate_study_config(data or {}, str(path))
+    cfg = validate_study_config(read_yaml_mapping(path), str(path))
+    if workers is not None:
+        if workers < 1:
+            raise LegatoError("--workers must be >= 1")
+        cfg.workers = workers
     base = path.resolve().parent
     cfg.data = _resolve(cfg.data, base)
     if cfg.tfail.structure is not None:

@@ -30,11 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from legato.analysis.rho_search import format_rho_markdown, run_rho_search
     from legato.analysis.study_config import load_study_config
 
-    cfg = load_study_config(args.config)
-    if args.workers is not None:
-        if args.workers < 1:
-            raise LegatoError("--workers must be >= 1")
-        cfg.workers = args.workers
+    cfg = load_study_config(args.config, workers=args.workers)
     rhos = None
     if args.rho:
         try:

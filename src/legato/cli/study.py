@@ -38,11 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from legato.analysis.study import STAGES, run_study
     from legato.analysis.study_config import load_study_config
 
-    cfg = load_study_config(args.config)
-    if args.workers is not None:
-        if args.workers < 1:
-            raise LegatoError("--workers must be >= 1")
-        cfg.workers = args.workers
+    cfg = load_study_config(args.config, workers=args.workers)
     stages = STAGES
     if args.stages:
         stages = tuple(s.strip() for s in args.stages.split(","))

@@ -9,9 +9,9 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from legato.config_file import read_yaml_mapping
 from legato.errors import LegatoError
 
 
@@ -172,11 +172,4 @@ def validate_config(data: dict) -> MDConfig:
 
 def load_config(path: str | Path) -> MDConfig:
     """Read and validate a YAML MD config."""
-    path = Path(path)
-    if not path.exists():
-        raise LegatoError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise LegatoError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
-    return validate_config(data or {})
+    return validate_config(read_yaml_mapping(path))

@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from legato.config_file import read_yaml_mapping
 from legato.errors import LegatoError
 
 #: model kwargs filled from the training data (build_model) unless set explicitly
@@ -220,14 +221,7 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
 
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML training config."""
-    path = Path(path)
-    if not path.is_file():
-        raise LegatoError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise LegatoError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_config(data, str(path))
+    return parse_config(read_yaml_mapping(path), str(path))
 
 
 def dump_config(cfg: TrainConfig) -> str:
