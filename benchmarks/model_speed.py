@@ -82,8 +82,9 @@ def worker(k: int, threads: int, repeats: int, chunk: int) -> dict:
         out = model(g)
         times.append(time.perf_counter() - t0)
     assert torch.isfinite(out["forces"]).all()
-    floor_s, flops = dense_floor(model, n_edges, repeats) if k <= 3 else (float("nan"), 0)
+    # the model's own peak, read before the floor allocates its operands
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    floor_s, flops = dense_floor(model, n_edges, repeats) if k <= 3 else (float("nan"), 0)
     return dict(
         atoms=len(atoms),
         edges=n_edges,
