@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import json
 import logging
 import multiprocessing as mp
@@ -342,7 +343,11 @@ def _run_pool(todo, calculator, settings, workers):
         ) as ex:
             try:
                 for item in pending:
-                    inflight[ex.submit(_label_one, item)] = item
+                    try:
+                        inflight[ex.submit(_label_one, item)] = item
+                    except BrokenProcessPool:  # a worker died already: keep the frame
+                        pending = itertools.chain([item], pending)
+                        raise
                     if len(inflight) == n_workers:
                         break
                 while inflight:
@@ -353,7 +358,11 @@ def _run_pool(todo, calculator, settings, workers):
                         yield result
                         nxt = next(pending, None)
                         if nxt is not None:
-                            inflight[ex.submit(_label_one, nxt)] = nxt
+                            try:
+                                inflight[ex.submit(_label_one, nxt)] = nxt
+                            except BrokenProcessPool:  # keep the frame: it goes back in the queue
+                                pending = itertools.chain([nxt], pending)
+                                raise
             except BrokenProcessPool:
                 if alone:
                     yield items[0][0], None, WORKER_DIED, 0.0
