@@ -4,6 +4,7 @@ analytic failure time, batch independence, censoring, resumability, the CLI."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -228,6 +229,8 @@ def test_cli_writes_tables_that_round_trip_and_plot(tmp_path, capsys):
         "1.0",
         "--nvt-steps",
         "5",
+        "--thermostat-tau-fs",
+        "7.5",
         "--max-steps",
         "10",
         "--check-every",
@@ -239,6 +242,7 @@ def test_cli_writes_tables_that_round_trip_and_plot(tmp_path, capsys):
         "--no-progress",
     ]
     assert main(argv) == 0
+    assert json.loads((out / "protocol.json").read_text())["protocol"]["thermostat_tau_fs"] == 7.5
     table = read_failure_table(out / "failures.csv")
     assert table.sizes("tiny") == [16, 32] and len(table) == 4
     text = (out / "failures.csv").read_text()

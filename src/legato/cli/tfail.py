@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--nvt-steps", type=int, default=1000, help="Nosé–Hoover NVT steps before NVE (default 1000)"
     )
     parser.add_argument(
+        "--thermostat-tau-fs",
+        type=float,
+        default=None,
+        help="Nosé–Hoover time constant in fs (default: 100 timesteps, the paper's LAMMPS input)",
+    )
+    parser.add_argument(
         "--max-steps",
         type=int,
         default=10000,
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         temperature_K=args.temperature_K,
         timestep_fs=args.timestep_fs,
         nvt_steps=args.nvt_steps,
+        thermostat_tau_fs=args.thermostat_tau_fs,
         max_steps=args.max_steps,
         perturb_A=args.perturb_A,
         check_every=args.check_every,
