@@ -36,7 +36,7 @@ NH3_432 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nh3_
 TYPES = ["H", "N"]
 
 
-def paper_model(seed: int = 0, max_edges_per_chunk: int = 0) -> Allegro:
+def paper_model(seed: int = 0, max_edges_per_chunk: int | None = None) -> Allegro:
     torch.manual_seed(seed)
     return Allegro(
         type_names=TYPES,
@@ -44,7 +44,7 @@ def paper_model(seed: int = 0, max_edges_per_chunk: int = 0) -> Allegro:
         l_max=1,
         avg_num_neighbors=80.0,
         per_species_energy_scale=0.02,
-        max_edges_per_chunk=max_edges_per_chunk,
+        **({} if max_edges_per_chunk is None else {"max_edges_per_chunk": max_edges_per_chunk}),
     ).eval()
 
 
@@ -147,8 +147,8 @@ def main() -> None:
     ap.add_argument(
         "--max-edges-per-chunk",
         type=int,
-        default=0,
-        help="the model's edge chunking (0: none, the model's default)",
+        default=None,
+        help="the model's edge chunking (default: the model's, 8,192 edges; 0: none)",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
