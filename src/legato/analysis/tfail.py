@@ -310,9 +310,7 @@ def _write_outliers(path: Path, rows: list[dict]) -> None:
 
 # ----------------------------------------------------------------------------- one batch
 def _runner_class():
-    from legato.md.integrators import maxwell_boltzmann
     from legato.md.runner import MDRunner
-    from legato.md.state import state_from_atoms
 
     class InstanceRunner(MDRunner):
         """MDRunner whose replicas draw their velocities (and any noise) from streams seeded
@@ -323,13 +321,8 @@ def _runner_class():
             super().__init__(*args, **kw)
             self._vseeds = velocity_seeds
 
-        def replica_seeds(self) -> list[int]:
+        def replica_seeds(self) -> list[int]:  # initial_state and instances() use these
             return list(self._vseeds)
-
-        def initial_state(self):
-            state = state_from_atoms(self.structures, self.type_names, seeds=self.replica_seeds())
-            cfg = self.config
-            return maxwell_boltzmann(state, cfg.temperature_K, exact=cfg.exact_initial_temperature)
 
     return InstanceRunner
 
