@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import itertools
 import json
 import logging
 import multiprocessing as mp
@@ -338,16 +337,14 @@ def _run_pool(todo, calculator, settings, workers):
         n_workers = 1 if alone else workers
         pending = iter(items)
         inflight: dict[Any, tuple[int, Atoms]] = {}
+        submitting = None  # a frame drawn from pending but not yet in flight
         with ProcessPoolExecutor(
             n_workers, mp_context=ctx, initializer=_init_worker, initargs=(calculator, settings)
         ) as ex:
             try:
-                for item in pending:
-                    try:
-                        inflight[ex.submit(_label_one, item)] = item
-                    except BrokenProcessPool:  # a worker died already: keep the frame
-                        pending = itertools.chain([item], pending)
-                        raise
+                for submitting in pending:
+                    inflight[ex.submit(_label_one, submitting)] = submitting
+                    submitting = None
                     if len(inflight) == n_workers:
                         break
                 while inflight:
@@ -356,19 +353,17 @@ def _run_pool(todo, calculator, settings, workers):
                         result = fut.result()  # BrokenProcessPool if a worker died
                         del inflight[fut]
                         yield result
-                        nxt = next(pending, None)
-                        if nxt is not None:
-                            try:
-                                inflight[ex.submit(_label_one, nxt)] = nxt
-                            except BrokenProcessPool:  # keep the frame: it goes back in the queue
-                                pending = itertools.chain([nxt], pending)
-                                raise
+                        submitting = next(pending, None)
+                        if submitting is not None:
+                            inflight[ex.submit(_label_one, submitting)] = submitting
+                            submitting = None
             except BrokenProcessPool:
                 if alone:
                     yield items[0][0], None, WORKER_DIED, 0.0
                 else:
                     isolate += list(inflight.values())
-                    queue = list(pending)
+                    # a frame whose submission met the broken pool was never run: requeue it
+                    queue = ([submitting] if submitting is not None else []) + list(pending)
 
 
 def _check_meta(out_path: Path, meta: dict[str, Any]) -> None:
