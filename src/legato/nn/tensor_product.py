@@ -113,6 +113,15 @@ class AllegroPaths:
         return " → ".join(parts) + f" ({counts} paths)"
 
 
+def output_groups(paths: Sequence[Path]) -> list[tuple[Irrep, int]]:
+    """(output irrep, number of paths) per output irrep, in order; the paths must be sorted
+    by output irrep (as :meth:`AllegroPaths.build` orders them), so each group is contiguous."""
+    out_order = [p[2] for p in paths]
+    if out_order != sorted(out_order, key=_sort_key):
+        raise ValueError("paths must be sorted by output irrep")
+    return [(ir, out_order.count(ir)) for ir in dict.fromkeys(out_order)]
+
+
 class ChannelwiseTP(nn.Module):
     """out[e,k,u] = Σ_ab V[e,a,u] Γ[e,b,u] C[a,b,k] for all paths at once (no weights).
 
@@ -129,20 +138,17 @@ class ChannelwiseTP(nn.Module):
         s1, s2 = irrep_slices(in1), irrep_slices(in2)
         d1, d2 = irreps_dim(in1), irreps_dim(in2)
         dout = sum(2 * p[2][0] + 1 for p in paths)
-        out_order = [p[2] for p in paths]
-        if out_order != sorted(out_order, key=_sort_key):
-            raise ValueError("paths must be sorted by output irrep")
         coupling = torch.zeros(d1, d2, dout, dtype=torch.float64)
-        start = 0
-        for ir3 in dict.fromkeys(out_order):  # output irreps in order
-            group = [p for p in paths if p[2] == ir3]
-            n_p, d = len(group), 2 * ir3[0] + 1
-            for j, (ir1, ir2, _) in enumerate(group):
+        start, first = 0, 0
+        for ir3, n_p in output_groups(paths):
+            d = 2 * ir3[0] + 1
+            for j, (ir1, ir2, _) in enumerate(paths[first : first + n_p]):
                 l1, l2, l3 = ir1[0], ir2[0], ir3[0]
                 w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * math.sqrt(2 * l3 + 1)
                 cols = [start + c * n_p + j for c in range(d)]
                 coupling[s1[list(in1).index(ir1)], s2[list(in2).index(ir2)], cols] = w3j
             start += n_p * d
+            first += n_p
         self.d1, self.d2, self.dout = d1, d2, dout
         # [dout, d1·d2]: one batched product after the channel-wise outer product
         coupling_t = coupling.reshape(d1 * d2, dout).T.contiguous()
@@ -172,14 +178,12 @@ class EquivariantLinear(nn.Module):
         super().__init__()
         self.mul = mul
         self.weight = nn.Parameter(torch.randn(len(paths), mul, mul))
-        out_order = [p[2] for p in paths]
-        grouped = out_order == sorted(out_order, key=_sort_key)
-        if not grouped or list(dict.fromkeys(out_order)) != list(out_irreps):
-            raise ValueError("paths must be sorted by output irrep, in the order of out_irreps")
+        groups = output_groups(paths)
+        if [ir for ir, _ in groups] != list(out_irreps):
+            raise ValueError("the paths' output irreps must be out_irreps, in order")
         self.groups: list[tuple[int, int, int]] = []  # (dim, n_paths, first path) per output irrep
         first = 0
-        for ir in out_irreps:
-            n_p = out_order.count(ir)
+        for ir, n_p in groups:
             self.groups.append((2 * ir[0] + 1, n_p, first))
             first += n_p
         self.split_sizes: list[int] = [d * n_p for d, n_p, _ in self.groups]
