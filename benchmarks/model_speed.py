@@ -60,7 +60,7 @@ def dense_floor(model, n_edges: int, repeats: int):
     return min(times), flops
 
 
-def worker(k: int, threads: int, repeats: int, chunk: int) -> dict:
+def worker(k: int, threads: int, repeats: int, chunk: int | None) -> dict:
     import torch
 
     from legato.data import atoms_to_graph
@@ -71,7 +71,7 @@ def worker(k: int, threads: int, repeats: int, chunk: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     atoms = base_box().repeat((k, k, k))
-    kw = {"max_edges_per_chunk": chunk} if chunk > 0 else {}
+    kw = {} if chunk is None else {"max_edges_per_chunk": chunk}
     model = Allegro(["H", "N"], l_max=1, avg_num_neighbors=84.0, **kw).float().eval()
     g = atoms_to_graph(atoms, model.type_names, model.r_max, torch.float32, with_labels=False)
     n_edges = int(g["edge_index"].shape[1])
@@ -105,7 +105,7 @@ def main() -> None:
         "--memory-k", type=int, default=4, help="also run k (27,648 atoms at k=4), 2 threads; 0 = skip"
     )
     ap.add_argument(
-        "--chunk", type=int, default=0, help="max edges per chunk (inference); 0 = the model's default"
+        "--chunk", type=int, default=None, help="max edges per chunk (default: the model's, 8,192; 0: none)"
     )
     ap.add_argument("--worker", nargs=3, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -124,7 +124,8 @@ def main() -> None:
     for k, t in configs:
         reps = args.repeats if k <= 3 else 1
         res = subprocess.run(
-            [sys.executable, __file__, "--worker", str(k), str(t), str(reps), "--chunk", str(args.chunk)],
+            [sys.executable, __file__, "--worker", str(k), str(t), str(reps)]
+            + ([] if args.chunk is None else ["--chunk", str(args.chunk)]),
             capture_output=True,
             text=True,
         )
