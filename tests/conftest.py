@@ -79,3 +79,26 @@ def shared_box() -> Path:
     if not SHARED_BOX.exists():
         pytest.skip("../shared/data/nh3_432.lmp not available")
     return SHARED_BOX
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A folder no file can be created in, also when the tests run as root."""
+    import os
+
+    if os.geteuid() != 0:
+        ro = tmp_path / "readonly"
+        ro.mkdir()
+        ro.chmod(0o500)
+        yield ro
+        ro.chmod(0o700)
+        return
+    probe = Path("/sys")
+    if os.access(probe, os.W_OK) and probe.is_dir():
+        try:
+            (probe / ".legato-probe").mkdir()
+        except OSError:
+            yield probe
+            return
+        (probe / ".legato-probe").rmdir()
+    pytest.skip("no read-only folder available")
