@@ -9,14 +9,13 @@ docs/study.md for every key.
 from __future__ import annotations
 
 import copy
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from legato.config_file import read_yaml_mapping
+from legato.config_file import read_yaml_mapping, validate_model
 from legato.errors import LegatoError
 
 
@@ -225,47 +224,9 @@ def check_train_sections(cfg: StudyConfig) -> None:
 
 
 # ---------------------------------------------------------------------- loading
-def _owner(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
-    cls: Any = root
-    for part in loc[:-1]:
-        fld = cls.model_fields.get(part) if isinstance(part, str) else None
-        if fld is None:
-            return None if isinstance(part, str) else cls
-        ann = fld.annotation
-        cand = [
-            a
-            for a in (getattr(ann, "__args__", None) or (ann,))
-            if isinstance(a, type) and issubclass(a, BaseModel)
-        ]
-        if not cand:
-            return None
-        cls = cand[0]
-    return cls
-
-
 def validate_study_config(data: Any, source: str = "study config") -> StudyConfig:
     """Validate a study config dict; every problem is one LegatoError line."""
-    if not isinstance(data, dict):
-        raise LegatoError(f"{source}: top level must be a mapping")
-    try:
-        cfg = StudyConfig.model_validate(data)
-    except ValidationError as exc:
-        errs = exc.errors()
-        err = next((e for e in errs if e["type"] == "extra_forbidden"), errs[0])
-        loc = tuple(err["loc"])
-        where = ".".join(str(p) for p in loc)
-        if err["type"] == "extra_forbidden":
-            owner = _owner(loc, StudyConfig)
-            valid = list(owner.model_fields) if owner is not None else []
-            near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.0)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
-            raise LegatoError(f"{source}: unknown key '{where}'{hint}") from None
-        if err["type"] == "missing":
-            raise LegatoError(f"{source}: missing required key '{where}'") from None
-        msg = err["msg"].removeprefix("Value error, ")
-        if not where:
-            raise LegatoError(f"{source}: {msg}") from None
-        raise LegatoError(f"{source}: invalid value for '{where}': {msg}") from None
+    cfg = validate_model(StudyConfig, data, source)
     check_train_sections(cfg)
     return cfg
 

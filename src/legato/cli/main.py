@@ -1,14 +1,16 @@
 """``legato`` command line: a thin dispatcher over the library.
 
-Each sub-command lives in ``legato.cli.<module>`` and provides ``add_arguments(parser)``
-and ``run(args) -> int``. Modules are imported only when their command runs, so
-``legato --help`` is fast. User errors become one line on stderr and exit status 2.
+Each sub-command lives in ``legato.cli.<module>`` and provides ``add_arguments(parser)``,
+``run(args) -> int`` and ``EXAMPLES`` (shown at the end of its help). Modules are imported
+only when their command runs, so ``legato --help`` is fast. User errors become one line on
+stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from legato.errors import LegatoError
@@ -29,6 +31,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "small end-to-end Allegro vs Legato demo on the shipped data"),
 }
 
+#: commands that run torch for long: they all take ``--threads``
+THREADED = {"train", "evaluate", "sharpness", "landscape", "md", "tfail", "rho-search", "study", "demo"}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and appends each option's default to its help
+    (unless the help already states one, or there is none to state)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "default" in text.lower():
+            return text
+        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        if isinstance(action, (argparse._StoreConstAction, argparse._HelpAction, argparse._VersionAction)):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
 
 def _available() -> dict[str, tuple[str, str]]:
     out = {}
@@ -39,14 +59,83 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def build_parser(commands: dict[str, tuple[str, str]]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="legato", description=__doc__.splitlines()[0])
     from legato import __version__
 
+    parser = argparse.ArgumentParser(
+        prog="legato",
+        description=__doc__.splitlines()[0],
+        epilog="Run 'legato COMMAND --help' for a command's options and an example.",
+    )
     parser.add_argument("--version", action="version", version=f"legato {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_mod, helptext) in commands.items():
         sub.add_parser(name, help=helptext, add_help=False)
     return parser
+
+
+def command_parser(name: str, module, helptext: str) -> argparse.ArgumentParser:
+    """The parser of one command: its own options, ``--threads`` if it runs torch for
+    long, and its examples as the epilog."""
+    examples = getattr(module, "EXAMPLES", "").strip("\n")
+    parser = argparse.ArgumentParser(
+        prog=f"legato {name}",
+        description=helptext,
+        formatter_class=HelpFormatter,
+        epilog=f"example:\n{examples}" if examples else None,
+    )
+    module.add_arguments(parser)
+    if name in THREADED:
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            metavar="N",
+            help="torch threads of this process (each worker's, for commands with --workers); "
+            "default: the free cores (OMP_NUM_THREADS if set)",
+        )
+    return parser
+
+
+def set_threads(n: int | None) -> int:
+    """Set torch's intra-op threads: ``n``, or a default that does not oversubscribe."""
+    import torch
+
+    from legato.perf import default_threads
+
+    if n is not None and n < 1:
+        raise LegatoError(f"--threads must be >= 1, got {n}")
+    n = default_threads() if n is None else n
+    torch.set_num_threads(n)
+    return n
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error line for an exception that is the user's to fix (a file, a value)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, LegatoError):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        return _validation_line(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found: {exc.filename or exc}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or exc}"
+    if isinstance(exc, IsADirectoryError):
+        return f"is a folder, not a file: {exc.filename or exc}"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return str(exc)
+
+
+def _validation_line(exc) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or exc.title
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    return f"invalid value for '{where}': {msg}{shown}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,19 +150,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(f"legato.cli.{commands[name][0]}")
-    parser = argparse.ArgumentParser(prog=f"legato {name}", description=commands[name][1])
-    module.add_arguments(parser)
+    parser = command_parser(name, module, commands[name][1])
     args = parser.parse_args(rest)
+    from pydantic import ValidationError
+
     from legato.perf import tune_allocator
 
     tune_allocator()  # long CPU jobs: reuse freed memory instead of page-faulting it back
     try:
+        if name in THREADED:
+            set_threads(args.threads)
         return int(module.run(args) or 0)
-    except LegatoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+    except (LegatoError, ValidationError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

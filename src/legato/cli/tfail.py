@@ -80,7 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model label in the table (default: the model file's name without extension)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument(
         "--checkpoint-every", type=int, default=500, help="MD checkpoint interval in steps (500)"
     )
@@ -101,14 +100,10 @@ def parse_window(text: str) -> tuple[float, float] | str | None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from legato.analysis.tfail import TfailProtocol, run_ensemble
     from legato.data import read_frames
     from legato.models import load_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     protocol = TfailProtocol(
         temperature_K=args.temperature_K,
         timestep_fs=args.timestep_fs,

@@ -5,14 +5,12 @@ Unknown keys are errors that name the nearest valid key. See docs/md.md for ever
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from legato.config_file import read_yaml_mapping
-from legato.errors import LegatoError
+from legato.config_file import read_yaml_mapping, validate_model
 
 
 class _Strict(BaseModel):
@@ -126,48 +124,9 @@ class MDConfig(_Strict):
         return None if w is None else (float(w[0]), float(w[1]))
 
 
-def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
-    """The pydantic model class that owns the field at ``loc`` (for key suggestions)."""
-    cls: Any = root
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        fld = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
-        if fld is None:
-            return None
-        ann = fld.annotation
-        cand = [
-            a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)
-        ]
-        if not cand:
-            inner = getattr(ann, "__args__", ())
-            cand = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not cand:
-            return None
-        cls = cand[0]
-    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
-
-
 def validate_config(data: dict) -> MDConfig:
     """Validate a config dict; errors become one LegatoError line."""
-    if not isinstance(data, dict):
-        raise LegatoError("MD config must be a mapping of keys to values")
-    try:
-        return MDConfig.model_validate(data)
-    except ValidationError as exc:
-        errs = exc.errors()
-        # an unknown key explains the rest (e.g. a misspelt required key), so report it first
-        err = next((e for e in errs if e["type"] == "extra_forbidden"), errs[0])
-        loc = tuple(err["loc"])
-        where = ".".join(str(p) for p in loc) or "config"
-        if err["type"] == "extra_forbidden":
-            owner = _model_at(loc, MDConfig)
-            valid = list(owner.model_fields) if owner is not None else []
-            near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else f" (valid: {', '.join(valid)})"
-            raise LegatoError(f"unknown key '{where}' in MD config{hint}") from None
-        msg = err["msg"].removeprefix("Value error, ")
-        raise LegatoError(f"invalid MD config at '{where}': {msg}") from None
+    return validate_model(MDConfig, data, "MD config")
 
 
 def load_config(path: str | Path) -> MDConfig:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from legato.config_file import read_yaml_mapping
+from legato.config_file import read_yaml_mapping, validate_model
 from legato.errors import LegatoError
 
 #: model kwargs filled from the training data (build_model) unless set explicitly
@@ -209,14 +209,7 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
     if not isinstance(data, dict):
         raise LegatoError(f"{source}: top level must be a mapping of sections")
     check_keys(data)
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        if err["type"] == "missing":
-            raise LegatoError(f"{source}: missing required key '{loc}'") from None
-        raise LegatoError(f"{source}: invalid value for '{loc}': {err['msg']}") from None
+    return validate_model(TrainConfig, data, source)
 
 
 def load_config(path: str | Path) -> TrainConfig:
