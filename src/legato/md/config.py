@@ -12,9 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from legato.config_file import read_yaml_mapping, validate_model
 
+#: an instantaneous temperature above this (K) is a runaway replica (see legato.md.failure);
+#: run temperatures must stay below it
+RUNAWAY_TEMPERATURE_K = 1.0e5
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class StageConfig(_Strict):
@@ -105,7 +109,31 @@ class MDConfig(_Strict):
                 raise ValueError("only the last schedule stage may omit 'steps'")
         if min(self.supercell) < 1:
             raise ValueError("supercell entries must be >= 1")
+        self._check_temperatures()
         return self
+
+    def _check_temperatures(self) -> None:
+        """Settings that would make every replica fail at step 0 are config errors."""
+        limit = RUNAWAY_TEMPERATURE_K
+        if self.temperature_K >= limit:
+            raise ValueError(f"temperature_K must be below the runaway bound {limit:g}")
+        for k, st in enumerate(self.schedule):
+            t = self.temperature_K if st.temperature_K is None else st.temperature_K
+            if t >= limit:
+                raise ValueError(f"schedule stage {k}: temperature must be below the runaway bound {limit:g}")
+            if st.ensemble == "nvt" and t <= 0:
+                raise ValueError(
+                    f"schedule stage {k} (nvt) needs a temperature above 0 K; "
+                    "set temperature_K (a Nosé–Hoover thermostat at 0 K is undefined)"
+                )
+        w = self.checks.temperature_window_K
+        if w == "auto" and self.temperature_K <= 0:
+            raise ValueError(
+                "checks.temperature_window_K 'auto' is [T/2, 3T/2] and needs temperature_K > 0; "
+                "give LO,HI or null"
+            )
+        if isinstance(w, tuple) and not 0 <= w[0] < w[1]:
+            raise ValueError(f"checks.temperature_window_K must be [LO, HI] with 0 <= LO < HI, got {list(w)}")
 
     def stage_bounds(self) -> list[tuple[int, int]]:
         """[start, end) step of each stage; stages past ``steps`` are cut."""
