@@ -106,3 +106,23 @@ def test_statistics() -> None:
     assert st.force_rms == pytest.approx(np.sqrt((f**2).mean()))
     edges = sum(g["edge_index"].shape[1] for g in graphs)
     assert st.avg_num_neighbors == pytest.approx(edges / sum(len(a) for a in frames))
+
+
+@pytest.mark.parametrize("label", ["energy", "forces", "stress"])
+def test_non_finite_label_rejected_naming_frame(tmp_path, label) -> None:
+    """A NaN label in any frame is refused at load with the frame's index."""
+    import ase.io
+
+    frames = []
+    for k in range(3):
+        atoms = Atoms("NH3", positions=np.random.default_rng(k).normal(size=(4, 3)), cell=[8, 8, 8], pbc=True)
+        res = {"energy": -1.0 * k, "forces": np.zeros((4, 3)), "stress": np.zeros(6)}
+        if k == 2:
+            res[label] = np.full_like(np.asarray(res[label], dtype=float), np.nan)
+        atoms.calc = SinglePointCalculator(atoms, **res)
+        frames.append(atoms)
+    path = tmp_path / "bad.extxyz"
+    ase.io.write(path, frames, format="extxyz")
+    with pytest.raises(LegatoError, match=rf"frame 2 has a non-finite {label}"):
+        read_frames(path)
+    assert len(read_frames(path, index=slice(0, 2))) == 2

@@ -1,97 +1,146 @@
 """``legato data``: build liquid boxes, label frames with a QM method, replicate boxes, and
-run the sampling pipeline of the shipped dataset.
-
-    legato data liquid --molecule NH3 --molecules 32 --density-g-cm3 0.73 --seed 0 --out F
-    legato data label IN OUT --calculator tblite:GFN1-xTB --workers 2
-    legato data replicate IN --k 2 --perturb-A 0.01 --seed 0 --out F
-    legato data sample md --out-dir D --temperatures 200 250 300 400 --boxes 3 --seed 0
-    legato data sample derive D --strained 64 --displaced 64 --seed 1 --out F
-    legato data sample finalize D --derived F_labelled --out data/x.extxyz.gz --split S.json
-    legato data stats data/x.extxyz.gz --r-max 6
-"""
+run the sampling pipeline of the shipped dataset."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-from pathlib import Path
 
 from legato.errors import LegatoError
+
+EXAMPLES = """\
+  legato data liquid --molecules 32 --density-g-cm3 0.73 --seed 0 --out box.extxyz
+  legato data label box.extxyz box_labelled.extxyz --calculator tblite:GFN1-xTB --workers 2
+  legato data replicate box.extxyz --k 2 --out box_k2.extxyz
+  legato data stats data/nh3_liquid_gfn1.extxyz.gz"""
+
+#: per action: (help, example line)
+ACTIONS = {
+    "liquid": (
+        "random periodic box of intact molecules",
+        "legato data liquid --molecules 32 --density-g-cm3 0.73 --seed 0 --out box.extxyz",
+    ),
+    "label": (
+        "energy, forces and stress of every frame with a QM method (resumable)",
+        "legato data label box.extxyz box_labelled.extxyz --calculator tblite:GFN1-xTB --workers 2",
+    ),
+    "replicate": (
+        "k x k x k copies of a box plus a small random displacement",
+        "legato data replicate box.extxyz --k 2 --perturb-A 0.01 --out box_k2.extxyz",
+    ),
+    "sample": (
+        "the sampling pipeline that built the shipped dataset (md, derive, finalize)",
+        "legato data sample md --out-dir sampling --temperatures 200 300 --boxes 1 --steps 20",
+    ),
+    "stats": (
+        "datasheet statistics of a labelled dataset, printed as JSON",
+        "legato data stats data/nh3_liquid_gfn1.extxyz.gz --r-max 6",
+    ),
+}
+STAGES = {
+    "md": (
+        "QM-driven Langevin MD from freshly packed boxes (resumable)",
+        "legato data sample md --out-dir sampling --temperatures 200 300 --boxes 1 --steps 20",
+    ),
+    "derive": (
+        "strained and displaced copies of the MD frames (unlabelled)",
+        "legato data sample derive sampling --strained 8 --displaced 8 --out derived.extxyz",
+    ),
+    "finalize": (
+        "merge MD and labelled derived frames, split, compress",
+        "legato data sample finalize sampling --derived derived_labelled.extxyz "
+        "--out mydata.extxyz.gz --split mydata.split.json",
+    ),
+}
+
+
+def _sub(sub, name: str, table: dict) -> argparse.ArgumentParser:
+    from legato.cli.main import HelpFormatter
+
+    helptext, example = table[name]
+    return sub.add_parser(
+        name,
+        help=helptext,
+        description=helptext,
+        formatter_class=HelpFormatter,
+        epilog=f"example:\n  {example}",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    p = sub.add_parser("liquid", help="random periodic box of intact molecules")
-    p.add_argument("--molecule", default="NH3", help="formula from ASE's g2 set (default NH3)")
+    p = _sub(sub, "liquid", ACTIONS)
+    p.add_argument("--molecule", default="NH3", help="molecule formula from ASE's g2 set")
     p.add_argument("--molecules", type=int, required=True, help="number of molecules")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--density-g-cm3", type=float, help="mass density with the box's masses")
+    g.add_argument("--density-g-cm3", type=float, help="mass density (g/cm³) with the box's masses")
     g.add_argument("--box-length-A", type=float, help="cube edge in Å instead of a density")
     g.add_argument(
         "--paper", action="store_true", help="108 ND3 in the paper's 16.515 Å box (implies --deuterium)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the packing")
     p.add_argument("--deuterium", action="store_true", help="hydrogen mass 2.014 amu")
     p.add_argument(
-        "--min-distance-A",
-        type=float,
-        default=1.9,
-        help="closest allowed intermolecular atom pair (default 1.9 Å)",
+        "--min-distance-A", type=float, default=1.9, help="closest allowed intermolecular atom pair (Å)"
     )
-    p.add_argument("--out", required=True, help="output file (extxyz, or .lmp for LAMMPS data)")
+    p.add_argument("--out", required=True, help="new output file (extxyz, or .lmp for LAMMPS data)")
 
-    p = sub.add_parser("label", help="energy, forces, stress of every frame (resumable)")
+    p = _sub(sub, "label", ACTIONS)
     p.add_argument("input", help="frames to label (any ASE-readable file)")
-    p.add_argument("output", help="plain .extxyz output, appended frame by frame")
+    p.add_argument("output", help="plain .extxyz output, appended frame by frame; rerun to resume")
     p.add_argument(
         "--calculator",
         default="tblite:GFN1-xTB",
-        help="tblite:GFN1-xTB | tblite:GFN2-xTB | emt | lj | python:module:factory",
+        help="tblite:GFN1-xTB, tblite:GFN2-xTB, emt, lj or python:MODULE:FACTORY",
     )
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
-    p.add_argument("--accuracy", type=float, help="tblite numerical accuracy (default 1.0)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--accuracy", type=float, help="tblite numerical accuracy (tblite's default: 1.0)")
     p.add_argument(
-        "--electronic-temperature-K", type=float, help="tblite electronic temperature (default 300 K)"
+        "--electronic-temperature-K",
+        type=float,
+        help="tblite electronic temperature (tblite default: 300 K)",
     )
-    p.add_argument("--max-iterations", type=int, help="tblite SCF iterations (default 250)")
+    p.add_argument("--max-iterations", type=int, help="tblite SCF iterations (tblite's default: 250)")
 
-    p = sub.add_parser("replicate", help="k×k×k copies of a box plus a small perturbation")
-    p.add_argument("input")
-    p.add_argument("--k", type=int, required=True)
+    p = _sub(sub, "replicate", ACTIONS)
+    p.add_argument("input", help="structure file; its last frame is replicated")
+    p.add_argument("--k", type=int, required=True, help="copies along each cell vector (k³ copies in all)")
     p.add_argument(
         "--perturb-A", type=float, default=0.01, help="Gaussian σ of the displacement per coordinate (Å)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the displacement")
+    p.add_argument("--out", required=True, help="new output file (extxyz, or .lmp for LAMMPS data)")
 
-    p = sub.add_parser("sample", help="sampling pipeline of the shipped dataset")
+    p = _sub(sub, "sample", ACTIONS)
     ss = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
-    m = ss.add_parser("md", help="QM-driven Langevin MD from freshly packed boxes (resumable)")
-    m.add_argument("--out-dir", required=True)
-    m.add_argument("--temperatures", type=float, nargs="+", default=[200, 250, 300, 400])
+    m = _sub(ss, "md", STAGES)
+    m.add_argument("--out-dir", required=True, help="folder of the trajectories (rerun to resume)")
+    m.add_argument(
+        "--temperatures", type=float, nargs="+", default=[200, 250, 300, 400], help="temperatures (K)"
+    )
     m.add_argument("--boxes", type=int, default=3, help="independent boxes per temperature")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--molecules", type=int, default=32)
+    m.add_argument("--seed", type=int, default=0, help="random seed of the packings and thermostats")
+    m.add_argument("--molecules", type=int, default=32, help="molecules per box")
     m.add_argument(
         "--density-g-cm3",
         type=float,
         default=0.7982,
-        help="with deuterium masses (default: the paper's box, 0.7982)",
+        help="mass density with deuterium masses (g/cm³; the paper's box)",
     )
-    m.add_argument("--equil-steps", type=int, default=40)
+    m.add_argument("--equil-steps", type=int, default=40, help="equilibration steps, not recorded")
     m.add_argument("--steps", type=int, default=130, help="production steps per trajectory")
-    m.add_argument("--stride", type=int, default=1)
-    m.add_argument("--timestep-fs", type=float, default=2.0)
-    m.add_argument("--friction-per-fs", type=float, default=0.01)
-    m.add_argument("--calculator", default="tblite:GFN1-xTB")
-    m.add_argument("--workers", type=int, default=2)
-    d = ss.add_parser("derive", help="strained and displaced copies of MD frames (unlabelled)")
-    d.add_argument("md_dir")
-    d.add_argument("--strained", type=int, required=True)
-    d.add_argument("--displaced", type=int, required=True)
-    d.add_argument("--seed", type=int, default=1)
+    m.add_argument("--stride", type=int, default=1, help="record every this many production steps")
+    m.add_argument("--timestep-fs", type=float, default=2.0, help="time step (fs)")
+    m.add_argument("--friction-per-fs", type=float, default=0.01, help="Langevin friction (1/fs)")
+    m.add_argument("--calculator", default="tblite:GFN1-xTB", help="QM method, as for legato data label")
+    m.add_argument("--workers", type=int, default=2, help="parallel processes")
+    d = _sub(ss, "derive", STAGES)
+    d.add_argument("md_dir", help="folder written by legato data sample md")
+    d.add_argument("--strained", type=int, required=True, help="number of strained frames")
+    d.add_argument("--displaced", type=int, required=True, help="number of displaced frames")
+    d.add_argument("--seed", type=int, default=1, help="random seed")
     d.add_argument(
         "--compress",
         type=float,
@@ -100,7 +149,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("LO", "HI"),
         help="range of compression scale factors",
     )
-    d.add_argument("--stretch", type=float, nargs=2, default=[1.05, 1.10], metavar=("LO", "HI"))
+    d.add_argument(
+        "--stretch",
+        type=float,
+        nargs=2,
+        default=[1.05, 1.10],
+        metavar=("LO", "HI"),
+        help="range of stretch scale factors",
+    )
     d.add_argument(
         "--displace-A",
         type=float,
@@ -109,16 +165,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("LO", "HI"),
         help="range of the Gaussian displacement σ (Å)",
     )
-    d.add_argument("--out", required=True)
-    f = ss.add_parser("finalize", help="merge, split, compress")
-    f.add_argument("md_dir")
+    d.add_argument("--out", required=True, help="unlabelled frames (extxyz); must not exist")
+    f = _sub(ss, "finalize", STAGES)
+    f.add_argument("md_dir", help="folder written by legato data sample md")
     f.add_argument("--derived", help="labelled derived frames (output of legato data label)")
     f.add_argument("--out", required=True, help="dataset file (.extxyz or .extxyz.gz)")
     f.add_argument("--split", required=True, help="JSON file for the split indices")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0, help="random seed of the split")
 
-    p = sub.add_parser("stats", help="datasheet statistics of a labelled dataset (JSON)")
-    p.add_argument("input")
+    p = _sub(sub, "stats", ACTIONS)
+    p.add_argument("input", help="labelled dataset (extxyz, .gz allowed)")
     p.add_argument("--r-max", type=float, default=6.0, help="neighbour cutoff (Å)")
 
 
@@ -128,18 +184,20 @@ def _refuse_existing(path: str) -> None:
 
 
 def _write_atoms(atoms, path: str) -> None:
-    """Write one box atomically (temp + rename); LAMMPS data for .lmp/.data, else extxyz."""
+    """Write one box atomically; LAMMPS data for .lmp/.data, else extxyz."""
     import ase.io
 
+    from legato.fileio import atomic_write, ensure_writable_file
+
     _refuse_existing(path)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix in (".lmp", ".data"):
-        ase.io.write(tmp, atoms, format="lammps-data", masses=True, specorder=["H", "N"], atom_style="atomic")
-    else:
-        ase.io.write(tmp, atoms, format="extxyz")
-    os.replace(tmp, out)
+    out = ensure_writable_file(path)
+    with atomic_write(out) as fh:
+        if out.suffix in (".lmp", ".data"):
+            ase.io.write(
+                fh, atoms, format="lammps-data", masses=True, specorder=["H", "N"], atom_style="atomic"
+            )
+        else:
+            ase.io.write(fh, atoms, format="extxyz")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -235,7 +293,10 @@ def _sample(args: argparse.Namespace) -> int:
     if args.stage == "derive":
         import ase.io
 
+        from legato.fileio import atomic_write, ensure_writable_file
+
         _refuse_existing(args.out)
+        ensure_writable_file(args.out)
         frames = sampling.derive_frames(
             sampling.load_md_frames(args.md_dir),
             args.strained,
@@ -245,9 +306,8 @@ def _sample(args: argparse.Namespace) -> int:
             stretch=tuple(args.stretch),
             displace_A=tuple(args.displace_A),
         )
-        tmp = args.out + ".tmp"
-        ase.io.write(tmp, frames, format="extxyz")
-        os.replace(tmp, args.out)
+        with atomic_write(args.out) as fh:
+            ase.io.write(fh, frames, format="extxyz")
         print(f"{args.out}: {len(frames)} unlabelled frames")
         return 0
     summary = sampling.finalize(args.md_dir, args.derived, args.out, args.split, args.seed)

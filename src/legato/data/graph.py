@@ -52,7 +52,31 @@ def read_frames(path: str | Path, index: str | int | slice = ":") -> list[Atoms]
         frames = [frames]
     if not frames:
         raise LegatoError(f"no frames in {path}")
-    return list(frames)
+    frames = list(frames)
+    check_finite(frames, str(path))
+    return frames
+
+
+def check_finite(frames: Sequence[Atoms], source: str = "data") -> None:
+    """Reject a frame with a non-finite position, cell or label (energy, forces, stress),
+    naming the frame: one NaN label would silently poison a training run."""
+    for k, atoms in enumerate(frames):
+        arrays = {"positions": atoms.positions, "cell": atoms.cell.array}
+        calc = atoms.calc
+        results = getattr(calc, "results", {}) if calc is not None else {}
+        for key in ("energy", "free_energy", "forces", "stress"):
+            if key in results:
+                arrays[key] = results[key]
+        for key, value in {**atoms.info, **atoms.arrays}.items():
+            if key in ("energy", "free_energy", "forces", "stress", "REF_energy", "REF_forces", "REF_stress"):
+                arrays.setdefault(key, value)
+        for key, value in arrays.items():
+            try:
+                bad = not np.all(np.isfinite(np.asarray(value, dtype=float)))
+            except (TypeError, ValueError):
+                continue  # not numeric: not a label this check knows
+            if bad:
+                raise LegatoError(f"{source}: frame {k} has a non-finite {key} (NaN or inf)")
 
 
 def _gzipped_text_format(path: Path) -> str | None:
