@@ -28,6 +28,7 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from legato.errors import LegatoError
+from legato.fileio import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -384,10 +385,8 @@ def _check_meta(out_path: Path, meta: dict[str, Any]) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file, then rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (temporary file, fsync, rename over ``path``)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _sort_by_source_index(path: Path) -> None:
@@ -396,10 +395,6 @@ def _sort_by_source_index(path: Path) -> None:
     order = [int(a.info.get(SOURCE_INDEX, k)) for k, a in enumerate(frames)]
     if order == sorted(order):
         return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
+    with atomic_write(path) as fh:
         for k in np.argsort(order, kind="stable"):
             fh.write(frame_text(frames[k]))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -15,6 +15,8 @@ frames, and the final merge with a recorded train/validation/test split.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import time
@@ -38,6 +40,7 @@ from legato.data.label import (
 )
 from legato.data.liquid import build_liquid, intact_molecules
 from legato.errors import LegatoError
+from legato.fileio import atomic_write
 from legato.units import FS, KB_EV_PER_K
 
 
@@ -91,8 +94,8 @@ def _instantaneous_T(atoms: Atoms) -> float:
 
 def run_trajectory(traj: Trajectory, out_dir: str | Path) -> dict[str, Any]:
     """Run (or resume) one trajectory, appending stored frames to its extxyz file."""
+    from ase.md import velocitydistribution as vd
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -123,8 +126,13 @@ def run_trajectory(traj: Trajectory, out_dir: str | Path) -> dict[str, Any]:
             deuterium=traj.deuterium,
         )
         rng = np.random.default_rng([traj.box_seed, 0])
-        MaxwellBoltzmannDistribution(atoms, temperature_K=traj.temperature_K, rng=rng)
-        Stationary(atoms)
+        # thermalize_momenta replaces ASE's deprecated MaxwellBoltzmannDistribution (same draws)
+        thermalize = getattr(vd, "thermalize_momenta", None)
+        if thermalize is not None:
+            thermalize(atoms, traj.temperature_K, rng=rng)
+        else:  # ASE < 3.29
+            vd.MaxwellBoltzmannDistribution(atoms, temperature_K=traj.temperature_K, rng=rng)
+        vd.Stationary(atoms)
     from ase.constraints import FixCom
 
     atoms.set_constraint(FixCom())
@@ -386,7 +394,6 @@ def finalize(
 ) -> dict[str, Any]:
     """Merge MD frames and labelled derived frames into one (optionally .gz) extxyz with a
     ``split`` field per frame, and write the split indices as JSON. Refuses to overwrite."""
-    import gzip
 
     from legato.data.label import frame_text
 
@@ -401,12 +408,16 @@ def finalize(
     label_of = {i: k for k, idx in split.items() for i in idx}
     for i, a in enumerate(frames):
         a.info["split"] = label_of[i]
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    opener = gzip.open if out_path.suffix == ".gz" else open
-    with opener(tmp, "wt") as fh:
+    with atomic_write(out_path, "wb") as raw:
+        # mtime 0 and no file name in the gzip header: the same frames give the same bytes
+        gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if out_path.suffix == ".gz" else None
+        fh = io.TextIOWrapper(gz or raw, encoding="utf-8")
         for a in frames:
             fh.write(frame_text(a))
-    os.replace(tmp, out_path)
+        fh.flush()
+        fh.detach()  # leave closing ``raw`` to atomic_write (it fsyncs first)
+        if gz is not None:
+            gz.close()
     counts = {k: len(v) for k, v in split.items()}
     write_json_atomic(
         split_path, {"seed": seed, "scheme": "time blocks per trajectory", "counts": counts, **split}
