@@ -105,6 +105,16 @@ def test_defaults_are_table5():
         (base_cfg(training={"dtype": "float16"}), "invalid value for 'training.dtype'"),
         (base_cfg(sam={"rho": -1}), "invalid value for 'sam.rho'"),
         (base_cfg(optimizer=3), "config section 'optimizer' must be a mapping"),
+        (base_cfg(model={"r_max": -2.0}), "invalid value for 'model.r_max': Input should be greater than 0"),
+        (base_cfg(model={"r_max": "4 A"}), "invalid value for 'model.r_max': Input should be a valid number"),
+        (base_cfg(model={"r_max": float("nan")}), "'model.r_max': Input should be a finite"),
+        (base_cfg(model={"r_max": float("inf")}), "'model.r_max': Input should be a finite"),
+        (base_cfg(model={"num_bessel": 0}), "invalid value for 'model.num_bessel'"),
+        (base_cfg(model={"avg_num_neighbors": 0}), "invalid value for 'model.avg_num_neighbors'"),
+        (base_cfg(model={"num_layers": 1.7}), "'model.num_layers': Input should be a valid int"),
+        (base_cfg(model={"l_max": "one"}), "'model.l_max': Input should be a valid integer"),
+        (base_cfg(model={"latent_resnet": "yes"}), "invalid value for 'model.latent_resnet'"),
+        (base_cfg(model=[1, 2]), "config section 'model' must be a mapping"),
     ],
 )
 def test_config_errors_name_the_problem(cfg, message):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from e3nn import o3
 from torch import nn
 
+from legato.models.config import check_hparams
 from legato.nn.mlp import ScaledMLP
 from legato.nn.radial import BesselBasis, PolynomialCutoff
 from legato.nn.tensor_product import AllegroPaths, ChannelwiseTP, EquivariantLinear, irrep_str
@@ -45,11 +47,13 @@ class Allegro(nn.Module):
         max_edges_per_chunk: int = 8192,
     ) -> None:
         super().__init__()
-        type_names = [str(t) for t in type_names]
-        if len(set(type_names)) != len(type_names) or not type_names:
-            raise ValueError(f"type_names must be non-empty and unique, got {type_names}")
-        if r_max <= 0 or l_max < 0 or env_embed_multiplicity < 1:
-            raise ValueError("r_max > 0, l_max >= 0 and env_embed_multiplicity >= 1 required")
+        type_names = list(type_names) if isinstance(type_names, (list, tuple)) else type_names
+        per_species_energy_shift = _plain(per_species_energy_shift)
+        per_species_energy_scale = _plain(per_species_energy_scale)
+        args = dict(locals())
+        for k in ("self", "__class__"):
+            args.pop(k, None)
+        check_hparams({k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}, "Allegro")
         self.hparams = dict(
             type_names=type_names,
             r_max=float(r_max),
@@ -115,8 +119,6 @@ class Allegro(nn.Module):
             self.latents.append(
                 ScaledMLP([d_latent + self.mul * n_s] + [int(d) for d in latent_mlp_latent_dimensions])
             )
-            if int(latent_mlp_latent_dimensions[-1]) != d_latent:
-                raise ValueError("latent MLP output must equal the two-body latent dimension")
         self.edge_energy = ScaledMLP([d_latent] + [int(d) for d in edge_eng_mlp_latent_dimensions] + [1])
         # residual mixing x <- a·x + b·x_new with c = sigmoid(θ_k), θ fixed at 0
         self.register_buffer("resnet_theta", torch.zeros(self.num_layers))
@@ -282,6 +284,15 @@ class Allegro(nn.Module):
 
     def extra_repr(self) -> str:
         return f"types={self.type_names}, r_max={self.r_max}, irreps: {self.paths.describe()}"
+
+
+def _plain(value: Any) -> Any:
+    """Per-species values as Python floats (NumPy / torch scalars and arrays are accepted)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [v.item() if hasattr(v, "item") else v for v in value]
+    return value
 
 
 def _per_species(value: float | Sequence[float], n: int) -> list[float]:

@@ -11,6 +11,7 @@ import torch
 
 from legato.errors import LegatoError
 from legato.models.allegro import Allegro
+from legato.models.config import DATA_DERIVED, check_hparams
 
 FORMAT = "legato-model-v1"
 
@@ -20,11 +21,17 @@ def build_model(
 ) -> Allegro:
     """Allegro from constructor kwargs; dataset statistics fill ν̄, shifts and scale
     unless given explicitly in ``hparams``."""
-    kw = dict(hparams)
+    kw = {k: v for k, v in hparams.items() if not (k in DATA_DERIVED and v is None)}
     if stats is not None:
+        if "avg_num_neighbors" not in kw and not stats.avg_num_neighbors > 0:
+            raise LegatoError(
+                "the training frames have no atom pairs within r_max, so the model cannot learn "
+                "anything (check the data or raise model.r_max)"
+            )
         kw.setdefault("avg_num_neighbors", stats.avg_num_neighbors)
         kw.setdefault("per_species_energy_shift", stats.energy_shifts)
         kw.setdefault("per_species_energy_scale", stats.force_rms)
+    check_hparams(kw, "model")
     model = Allegro(**kw)
     if dtype is not None:
         model = model.to(_dtype(dtype))

@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from legato.config_file import read_yaml_mapping, validate_model
 from legato.errors import LegatoError
+from legato.models.config import DATA_DERIVED, check_hparams
 
 #: model kwargs filled from the training data (build_model) unless set explicitly
-STATS_KEYS = ("avg_num_neighbors", "per_species_energy_shift", "per_species_energy_scale")
+STATS_KEYS = DATA_DERIVED
 
 
 class _Section(BaseModel):
@@ -181,12 +182,15 @@ def model_parameters() -> dict[str, inspect.Parameter]:
     return params
 
 
-def check_model_section(model: dict[str, Any]) -> dict[str, Any]:
-    """Validate the ``model:`` keys against the Allegro signature."""
+def check_model_section(model: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate the ``model:`` section: known keys (Allegro's arguments), strict values."""
+    if not isinstance(model, dict):
+        raise LegatoError(f"{source}: config section 'model' must be a mapping")
     valid = model_parameters()
     for key in model:
         if key not in valid:
             raise LegatoError(f"unknown config key 'model.{key}'{_nearest(str(key), list(valid))}")
+    check_hparams(model, source, prefix="model.", complete=False)
     return dict(model)
 
 
@@ -209,6 +213,8 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
     if not isinstance(data, dict):
         raise LegatoError(f"{source}: top level must be a mapping of sections")
     check_keys(data)
+    if data.get("model") is not None:
+        check_model_section(data["model"], source)
     return validate_model(TrainConfig, data, source)
 
 

@@ -248,11 +248,7 @@ class Trainer:
     def _build_model(self) -> torch.nn.Module:
         from legato.models import build_model
 
-        try:
-            model = build_model(self.cfg.model, self.stats, dtype=self.cfg.training.dtype)
-        except (TypeError, ValueError) as exc:
-            raise LegatoError(f"cannot build the model from the model: section: {exc}") from None
-        return model
+        return build_model(self.cfg.model, self.stats, dtype=self.cfg.training.dtype)
 
     def _stats_info(self) -> dict[str, Any]:
         s = self.stats
