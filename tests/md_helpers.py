@@ -8,6 +8,7 @@ from ase import Atoms
 from ase.lattice.cubic import FaceCenteredCubic
 
 from legato.data import keys as K
+from legato.errors import LegatoError
 from legato.md.potentials import LennardJones
 
 
@@ -46,9 +47,13 @@ class FaultInjector(torch.nn.Module):
 
     kind: "nan" (NaN forces), "huge" (atom 0 gets a −1e3 eV/Å force along x), "kick" (random
     forces of ``magnitude`` eV/Å on every atom, for ``duration`` calls), "pull" (atoms 0 and 1
-    of the frame attract with ``magnitude`` eV/Å), "energy_jump" (+1 eV on the energy),
-    "raise" (RuntimeError when that frame is in the batch), "interrupt" (KeyboardInterrupt:
-    the whole run stops, as a crash or a kill would).
+    of the frame attract with ``magnitude`` eV/Å), "energy_jump" (+``magnitude`` eV on the energy),
+    "raise" (a LegatoError, as a blown-up state causes, when that frame is in the batch),
+    "bug" (a TypeError, as a programming error does, when that frame is in the batch),
+    "overflow" (forces of 1e308 eV/Å: the kinetic energy overflows, the atoms fly off),
+    "interrupt" (KeyboardInterrupt: the whole run stops, as a crash or a kill would).
+    The fault settings are private attributes: they are not part of the model's fingerprint,
+    so a run crashed by an injector resumes with the same injector at another ``at_call``.
     """
 
     def __init__(
@@ -61,41 +66,53 @@ class FaultInjector(torch.nn.Module):
         duration: int = 10**9,
     ):
         super().__init__()
-        self.inner, self.n_atoms, self.kind = inner, n_atoms, kind
-        self.at_call, self.magnitude, self.duration = at_call, magnitude, duration
+        self.inner, self._n_atoms, self._kind = inner, n_atoms, kind
+        self._at_call, self._magnitude, self._duration = at_call, magnitude, duration
         self.r_max = inner.r_max
-        self.calls = 0
+        self._calls = 0
+        self.seen_unusable = False  # whether non-finite or absurd positions ever reached it
+
+    @property
+    def calls(self) -> int:
+        return self._calls
 
     def forward(self, graph):
-        self.calls += 1
-        active = self.at_call <= self.calls < self.at_call + self.duration
+        self._calls += 1
+        pos = graph[K.POSITIONS]
+        self.seen_unusable |= not bool(torch.isfinite(pos).all()) or float(pos.abs().max()) > 1.0e6
+        active = self._at_call <= self._calls < self._at_call + self._duration
         counts = graph[K.NUM_ATOMS].tolist()
-        if self.kind == "raise" and active and self.n_atoms in counts:
-            raise RuntimeError("injected failure")
-        if self.kind == "interrupt" and active:
+        if self._kind == "raise" and active and self._n_atoms in counts:
+            raise LegatoError("injected failure: too many neighbours")
+        if self._kind == "bug" and active and self._n_atoms in counts:
+            raise TypeError("injected bug")
+        if self._kind == "interrupt" and active:
             raise KeyboardInterrupt  # a crash of the whole process (not a replica's fault)
         out = dict(self.inner(graph))
-        if not active or self.n_atoms not in counts:
+        if not active or self._n_atoms not in counts:
             return out
-        f = counts.index(self.n_atoms)
+        n, kind, magnitude = self._n_atoms, self._kind, self._magnitude
+        f = counts.index(n)
         start = sum(counts[:f])
-        sl = slice(start, start + self.n_atoms)
+        sl = slice(start, start + n)
         forces = out[K.FORCES].clone()
         energy = out[K.TOTAL_ENERGY].clone()
-        if self.kind == "nan":
+        if kind == "nan":
             forces[sl] = float("nan")
-        elif self.kind == "huge":
+        elif kind == "overflow":
+            forces[sl] = 1.0e308  # finite, but the kinetic energy overflows
+        elif kind == "huge":
             forces[start, 0] = -1.0e3  # atom 0 sits at the cluster corner: pushed outwards
-        elif self.kind == "kick":
-            g = torch.Generator().manual_seed(self.calls)
-            forces[sl] += self.magnitude * torch.randn(self.n_atoms, 3, generator=g, dtype=forces.dtype)
-        elif self.kind == "pull":
+        elif kind == "kick":
+            g = torch.Generator().manual_seed(self._calls)
+            forces[sl] += magnitude * torch.randn(n, 3, generator=g, dtype=forces.dtype)
+        elif kind == "pull":
             pos = graph[K.POSITIONS]
             d = pos[start + 1] - pos[start]
             u = d / d.norm()
-            forces[start] += self.magnitude * u
-            forces[start + 1] -= self.magnitude * u
-        elif self.kind == "energy_jump":
-            energy[f] += 1.0
+            forces[start] += magnitude * u
+            forces[start + 1] -= magnitude * u
+        elif kind == "energy_jump":
+            energy[f] += magnitude
         out[K.FORCES], out[K.TOTAL_ENERGY] = forces, energy
         return out

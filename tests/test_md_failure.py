@@ -50,6 +50,8 @@ def _run(pot, **checks):
         ("energy_jump", {"max_drift_eV_per_atom": 0.01}, "drift", 44, 50, 50),
         # the potential raises for that replica only: evaluated alone, it fails
         ("raise", {}, "potential_error", 31, 30, 30),
+        # forces of 1e308 eV/Å: the temperature overflows, the always-on bound fires at once
+        ("overflow", {}, "runaway", 33, 32, 32),
     ],
 )
 def test_detector_fires_and_others_continue(kind, checks, reason, at_call, first_step, last_step):

@@ -82,19 +82,19 @@ def test_restart_continues_the_identical_trajectory(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         MDRunner(crashing, _structures(), _config(), output_dir=tmp_path / "cut").run()
     assert len(_read_csv(tmp_path / "cut" / "thermo.csv")) > 11 * 3  # rows past step 20 exist
-    resumed = MDRunner(lj(7.0), _structures(), _config(), output_dir=tmp_path / "cut").run(resume=True)
+    # the same model (the fault settings are not part of its fingerprint), now not crashing
+    calm = FaultInjector(lj(7.0), 27, "interrupt", at_call=10**9)
+    resumed = MDRunner(calm, _structures(), _config(), output_dir=tmp_path / "cut").run(resume=True)
     assert torch.equal(resumed.state.positions, full.state.positions)
     assert torch.equal(resumed.state.momenta, full.state.momenta)
     for name in ("thermo.csv", "checks.csv", "traj_000.extxyz", "traj_001.extxyz"):
         assert filecmp.cmp(tmp_path / "full" / name, tmp_path / "cut" / name, shallow=False), name
     # extending a finished run: 40 → 60 steps equals a 60-step run
-    longer = MDRunner(lj(7.0), _structures(), _config(steps=60), output_dir=tmp_path / "cut").run(resume=True)
+    longer = MDRunner(calm, _structures(), _config(steps=60), output_dir=tmp_path / "cut").run(resume=True)
     direct = MDRunner(lj(7.0), _structures(), _config(steps=60), output_dir=tmp_path / "d60").run()
     assert torch.equal(longer.state.positions, direct.state.positions)
     with pytest.raises(LegatoError, match="timestep_fs"):
-        MDRunner(lj(7.0), _structures(), _config(timestep_fs=2.0), output_dir=tmp_path / "cut").run(
-            resume=True
-        )
+        MDRunner(calm, _structures(), _config(timestep_fs=2.0), output_dir=tmp_path / "cut").run(resume=True)
 
 
 def test_run_md_from_atoms_in_memory():

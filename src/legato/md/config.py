@@ -14,7 +14,7 @@ from legato.config_file import read_yaml_mapping, validate_model
 
 #: an instantaneous temperature above this (K) is a runaway replica (see legato.md.failure);
 #: run temperatures must stay below it
-RUNAWAY_TEMPERATURE_K = 1.0e5
+RUNAWAY_TEMPERATURE_K = 1.0e6
 
 
 class _Strict(BaseModel):

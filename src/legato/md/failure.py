@@ -1,9 +1,15 @@
 """Per-replica failure detection: the instrument of the robustness (time-to-failure) study.
 
-Detectors, each optional except the non-finite guard:
+Detectors, each optional except the every-step guards ``potential_error``, ``nonfinite``
+and ``runaway``:
 
-- ``nonfinite``: positions, momenta, forces or energy not finite, or the potential raised
-  (checked every step: it is cheap and NaNs must not reach the neighbour list);
+- ``potential_error``: the potential raised an error that a blown-up state can cause (see
+  :func:`legato.md.forces.is_state_failure`; any other exception stops the run);
+- ``nonfinite``: positions, momenta, forces or energy not finite, or an atom beyond 1e6 Å
+  (checked every step; such positions are never passed to the potential);
+- ``runaway``: always-on sanity bounds, checked every step: the instantaneous temperature
+  above :data:`RUNAWAY_TEMPERATURE_K` or the ensemble's conserved quantity off its value at
+  the start of the stage by more than :data:`RUNAWAY_DRIFT_EV_PER_ATOM` per atom;
 - ``min_distance``: the closest pair is nearer than ``min_distance_A`` (collapse);
 - ``force_outliers``: more than ``max_force_outliers`` atoms have a force component beyond
   ``outlier_sigma``·σ (σ = std of the training forces). The count is recorded at every check
@@ -21,11 +27,24 @@ from dataclasses import dataclass, field
 import torch
 from ase import Atoms
 
+from legato.md.config import RUNAWAY_TEMPERATURE_K  # always-on bound on the temperature (K)
 from legato.md.neighbors import MAX_COORDINATE_A
 from legato.md.state import DTYPE, MDState, per_replica_sum
 
+#: always-on bound on |H − H₀|/N (eV/atom), the conserved quantity's change in a stage
+RUNAWAY_DRIFT_EV_PER_ATOM = 100.0
+#: the detectors that run at every step (the others at checks only)
+GUARD_REASONS = ("potential_error", "nonfinite", "runaway")
 #: detector names, in the order their reasons are reported
-REASONS = ("potential_error", "nonfinite", "min_distance", "force_outliers", "temperature", "drift")
+REASONS = (
+    "potential_error",
+    "nonfinite",
+    "runaway",
+    "min_distance",
+    "force_outliers",
+    "temperature",
+    "drift",
+)
 
 
 @dataclass
@@ -101,6 +120,14 @@ def nonfinite_replicas(state: MDState) -> torch.Tensor:  # [R] bool
     return bad
 
 
+def runaway_replicas(
+    temperature_K: torch.Tensor,  # [R]
+    drift_per_atom: torch.Tensor,  # [R] eV/atom
+) -> torch.Tensor:  # [R] bool
+    """Replicas beyond the always-on bounds (NaN does not count here: ``nonfinite`` does)."""
+    return (temperature_K > RUNAWAY_TEMPERATURE_K) | (drift_per_atom > RUNAWAY_DRIFT_EV_PER_ATOM)
+
+
 class FailureDetector:
     """Configurable per-replica detectors (see the module doc); ``None`` disables one."""
 
@@ -151,6 +178,7 @@ class FailureDetector:
             n_out = n_out.index_add_(0, state.batch, is_out.long())
         drift = (conserved - conserved_ref).abs() / state.atoms_per_replica().to(DTYPE)
         bad = nonfinite_replicas(state)
+        runaway = runaway_replicas(temp, drift)
         errors = errors or {}
         reasons: list[list[str]] = []
         for r, rid in enumerate(ids):
@@ -159,6 +187,8 @@ class FailureDetector:
                 fired.append("potential_error")
             if bool(bad[r]):
                 fired.append("nonfinite")
+            if bool(runaway[r]):
+                fired.append("runaway")
             if self.min_distance_A is not None and float(min_distance[r]) < self.min_distance_A:
                 fired.append("min_distance")
             if self.max_force_outliers is not None and int(n_out[r]) > self.max_force_outliers:
@@ -189,6 +219,12 @@ class FailureDetector:
         for reason in result.reasons[r]:
             if reason == "nonfinite":
                 parts.append("non-finite positions/momenta/forces/energy")
+            elif reason == "runaway":
+                parts.append(
+                    f"runaway: T = {float(result.temperature_K[r]):.3g} K, conserved-quantity change "
+                    f"{float(result.drift_per_atom[r]):.3g} eV/atom (bounds {RUNAWAY_TEMPERATURE_K:g} K, "
+                    f"{RUNAWAY_DRIFT_EV_PER_ATOM:g} eV/atom)"
+                )
             elif reason == "potential_error":
                 parts.append(f"potential raised {(errors or {}).get(rid, '')}")
             elif reason == "min_distance":

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 
 from legato.data import keys as K
-from legato.md.neighbors import Edges, VerletList
-from legato.md.state import DTYPE, MDState
+from legato.errors import LegatoError
+from legato.md.neighbors import MAX_COORDINATE_A, Edges, VerletList
+from legato.md.state import DTYPE, MDState, per_replica_sum
 
 
 def potential_dtype(potential: torch.nn.Module) -> torch.dtype:
@@ -35,13 +36,37 @@ def potential_r_max(potential: torch.nn.Module) -> float:
     return float(r)
 
 
+def unusable_replicas(state: MDState) -> torch.Tensor:  # [R] bool
+    """Replicas whose positions are non-finite or beyond ``MAX_COORDINATE_A``: they are not
+    passed to the potential (their energy and forces are NaN, which the non-finite guard
+    reports as ``nonfinite``)."""
+    bad_atom = ~torch.isfinite(state.positions).all(1) | (state.positions.abs().amax(1) > MAX_COORDINATE_A)
+    return per_replica_sum(bad_atom.to(DTYPE), state.batch, state.n_replicas) > 0
+
+
+def is_state_failure(exc: BaseException) -> bool:
+    """Whether an exception of the potential is one a blown-up physical state can cause.
+
+    Those are: a :class:`LegatoError` raised by the potential (e.g. too many neighbours),
+    running out of memory (absurd densities), and floating-point overflow. Anything else
+    (``TypeError``, ``IndexError``, a shape mismatch, ...) is a bug and must not be recorded
+    as a replica's failure.
+    """
+    if isinstance(exc, (LegatoError, MemoryError, OverflowError, FloatingPointError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "allocate memory" in text)
+
+
 class ForceField:
     """Energies and forces of a batch of replicas from one potential call.
 
     Builds the graph from the Verlet list (edges beyond r_max filtered out), casts it to the
-    potential's dtype, and casts the results back to float64. If the potential raises, the
-    replicas are evaluated one by one and those that still fail get NaN results (recorded in
-    :attr:`errors`), so a bad replica cannot take the batch down.
+    potential's dtype, and casts the results back to float64. Replicas with non-finite or
+    absurd positions are left out of the call (NaN results). If the potential raises an
+    error a blown-up state can cause (:func:`is_state_failure`), the replicas are evaluated
+    one by one and those that still fail get NaN results (recorded in :attr:`errors`), so a
+    bad replica cannot take the batch down; any other exception propagates.
     """
 
     def __init__(
@@ -74,37 +99,46 @@ class ForceField:
             K.EDGE_SHIFT: edges.shifts.to(dev, dt),
         }
 
+    def _evaluate(self, state: MDState, edges: Edges) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.potential(self.graph(state, edges))
+        energy = out[K.TOTAL_ENERGY].detach().to("cpu", DTYPE).reshape(state.n_replicas)
+        forces = out[K.FORCES].detach().to("cpu", DTYPE).reshape(state.n_atoms, 3)
+        return energy, forces
+
     def __call__(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
         """Potential energy [R] (eV) and forces [n_atoms, 3] (eV/Å), float64."""
         edges = self.neighbors.edges(state)
         self.last_edges = edges
         self.n_calls += 1
-        try:
-            out = self.potential(self.graph(state, edges))
-            energy = out[K.TOTAL_ENERGY].detach().to("cpu", DTYPE).reshape(state.n_replicas)
-            forces = out[K.FORCES].detach().to("cpu", DTYPE)
-        except Exception:  # noqa: BLE001 — isolate the replica that makes the model fail
-            energy, forces = self._one_by_one(state)
-        return energy, forces
-
-    def _one_by_one(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
-        energies, forces = [], []
-        for r in range(state.n_replicas):
-            keep = torch.zeros(state.n_replicas, dtype=torch.bool)
-            keep[r] = True
-            sub = state.select(keep)
-            n = sub.n_atoms
+        usable = ~unusable_replicas(state)
+        all_usable = bool(usable.all())
+        if all_usable:
             try:
-                e_sub = _edges_of(self.last_edges, state, r)
-                out = self.potential(self.graph(sub, e_sub))
-                energies.append(out[K.TOTAL_ENERGY].detach().to("cpu", DTYPE).reshape(1))
-                forces.append(out[K.FORCES].detach().to("cpu", DTYPE).reshape(n, 3))
-            except Exception as exc:  # noqa: BLE001
-                rid = int(state.replica_ids[r])
-                self.errors[rid] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                energies.append(torch.full((1,), float("nan"), dtype=DTYPE))
-                forces.append(torch.full((n, 3), float("nan"), dtype=DTYPE))
-        return torch.cat(energies), torch.cat(forces)
+                return self._evaluate(state, edges)
+            except Exception as exc:
+                if not is_state_failure(exc):
+                    raise
+        energy = torch.full((state.n_replicas,), float("nan"), dtype=DTYPE)
+        forces = torch.full((state.n_atoms, 3), float("nan"), dtype=DTYPE)
+        groups = [usable] if not all_usable and bool(usable.any()) else []
+        if all_usable:  # the batch raised: isolate the replica(s) that make the potential fail
+            groups = [torch.arange(state.n_replicas) == r for r in range(state.n_replicas)]
+        for keep in groups:
+            try:
+                e, f = self._evaluate(state.select(keep), _edges_subset(edges, state, keep))
+            except Exception as exc:
+                if not is_state_failure(exc):
+                    raise
+                if int(keep.sum()) > 1:  # a subset: retry its replicas one by one
+                    groups.extend(torch.arange(state.n_replicas) == r for r in torch.nonzero(keep).flatten())
+                    continue
+                rid = int(state.replica_ids[keep][0])
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                self.errors[rid] = f"{type(exc).__name__}: {first}"
+                continue
+            energy[keep] = e
+            forces[keep[state.batch]] = f
+        return energy, forces
 
     def min_distance(self, n_replicas: int) -> torch.Tensor:
         """Closest pair distance per replica [R] (Å) at the last call; inf if no pair < r_max."""
@@ -115,13 +149,14 @@ class ForceField:
         return out.scatter_reduce_(0, e.edge_batch, e.lengths, reduce="amin", include_self=True)
 
 
-def _edges_of(edges: Edges, state: MDState, r: int) -> Edges:
-    """The edges of batch position ``r``, renumbered for that replica alone."""
-    sel = edges.edge_batch == r
-    start = state.atom_slice(r).start
+def _edges_subset(edges: Edges, state: MDState, keep: torch.Tensor) -> Edges:
+    """The edges of the replicas where ``keep`` [R] is True, renumbered for that sub-batch."""
+    sel = keep[edges.edge_batch]  # [E]
+    atom_index = torch.cumsum(keep[state.batch].long(), 0) - 1  # [n_atoms] index in the sub-batch
+    batch_index = torch.cumsum(keep.long(), 0) - 1  # [R]
     return Edges(
-        edge_index=edges.edge_index[:, sel] - start,
+        edge_index=atom_index[edges.edge_index[:, sel]],
         shifts=edges.shifts[sel],
         lengths=edges.lengths[sel],
-        edge_batch=torch.zeros(int(sel.sum()), dtype=torch.long),
+        edge_batch=batch_index[edges.edge_batch[sel]],
     )

@@ -13,10 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,45 +27,28 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm import tqdm
 
 from legato.errors import LegatoError
+from legato.fileio import atomic_torch_save, atomic_write_text, ensure_writable_dir, move_aside
 from legato.md.config import MDConfig, validate_config
-from legato.md.failure import CheckResult, Failure, FailureDetector, nonfinite_replicas
+from legato.md.failure import (
+    GUARD_REASONS,
+    CheckResult,
+    Failure,
+    FailureDetector,
+    nonfinite_replicas,
+    runaway_replicas,
+)
+from legato.md.fingerprint import identity_differences, model_identity
 from legato.md.forces import ForceField
 from legato.md.integrators import Integrator, make_integrator, maxwell_boltzmann
-from legato.md.state import MDState, state_from_atoms
-
-THERMO_FIELDS = [
-    "step",
-    "time_fs",
-    "stage",
-    "ensemble",
-    "replica",
-    "n_atoms",
-    "temperature_K",
-    "potential_eV",
-    "kinetic_eV",
-    "total_eV",
-    "conserved_eV",
-]
-CHECK_FIELDS = [
-    "step",
-    "replica",
-    "temperature_K",
-    "max_force_eV_A",
-    "n_force_outliers",
-    "min_distance_A",
-    "drift_eV_per_atom",
-    "status",
-]
-FAILURE_FIELDS = [
-    "replica",
-    "step",
-    "reason",
-    "stage",
-    "steps_in_stage",
-    "last_good_step",
-    "detail",
-]
-CHECKPOINT = "checkpoint.pt"
+from legato.md.outputs import (
+    CHECK_FIELDS,
+    CHECKPOINT,
+    FAILURE_FIELDS,
+    RESOLVED_CONFIG,
+    THERMO_FIELDS,
+    RunFiles,
+)
+from legato.md.state import DTYPE, MDState, state_from_atoms
 
 
 def replica_seeds(seed: int, n: int) -> list[int]:
@@ -93,6 +75,10 @@ def model_force_sigma(potential: torch.nn.Module) -> float | None:
     return None
 
 
+def _stderr_line(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 @dataclass
 class MDResult:
     state: MDState  # surviving replicas at the end
@@ -100,83 +86,6 @@ class MDResult:
     summary: dict
     thermo: list[dict] = field(default_factory=list)  # kept only without an output directory
     checks: list[dict] = field(default_factory=list)
-
-
-class _Files:
-    """Append-only outputs whose sizes are recorded in checkpoints (truncated on resume)."""
-
-    def __init__(self, directory: Path | None):
-        self.dir = directory
-        self._handles: dict[str, object] = {}
-
-    def _handle(self, name: str):
-        if name not in self._handles:
-            self._handles[name] = open(self.dir / name, "a", newline="")  # noqa: SIM115
-        return self._handles[name]
-
-    def rows(self, name: str, fields: list[str], rows: list[dict]) -> None:
-        if self.dir is None or not rows:
-            return
-        fh = self._handle(name)
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        if fh.tell() == 0:
-            writer.writeheader()
-        writer.writerows(rows)
-
-    def frame(self, name: str, atoms: Atoms) -> None:
-        if self.dir is None:
-            return
-        import ase.io
-
-        ase.io.write(self._handle(name), atoms, format="extxyz")
-
-    def sizes(self) -> dict[str, int]:
-        self.flush()
-        if self.dir is None:
-            return {}
-        return {
-            p.name: p.stat().st_size
-            for p in self.dir.iterdir()
-            if p.suffix in (".csv", ".extxyz") and p.is_file()
-        }
-
-    def flush(self) -> None:
-        for fh in self._handles.values():
-            fh.flush()
-
-    def close(self) -> None:
-        for fh in self._handles.values():
-            fh.close()
-        self._handles.clear()
-
-    def truncate_to(self, sizes: dict[str, int]) -> None:
-        """Make the outputs exactly what they were at the checkpoint."""
-        for p in self.dir.iterdir():
-            if p.suffix not in (".csv", ".extxyz") or not p.is_file():
-                continue
-            if p.name not in sizes:
-                p.unlink()  # written after the checkpoint; the resumed run writes it again
-            elif p.stat().st_size > sizes[p.name]:
-                with open(p, "r+b") as fh:
-                    fh.truncate(sizes[p.name])
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 #: config fields that may differ between a checkpoint and the resuming run
@@ -194,7 +103,9 @@ class MDRunner:
         output_dir: str | Path | None = None,
         type_names: Sequence[str] | None = None,
         force_sigma_eV_A: float | None = None,
+        log: Callable[[str], None] | None = None,
     ):
+        self.log = log or _stderr_line
         self.config = config if isinstance(config, MDConfig) else validate_config(config)
         cfg = self.config
         if not atoms_list:
@@ -205,8 +116,9 @@ class MDRunner:
             a.repeat(cfg.supercell) if cfg.supercell != (1, 1, 1) else a.copy() for a in atoms_list
         ]
         self.dir = None if output_dir is None else Path(output_dir)
-        self.files = _Files(self.dir)
+        self.files = RunFiles(self.dir)
         self.ff = ForceField(potential, skin_A=cfg.neighbor.skin_A, device=cfg.device)
+        self.model_identity = model_identity(potential, self.type_names, self.ff.r_max, self.ff.dtype)
         sigma = force_sigma_eV_A
         self.sigma_source = "argument"
         if sigma is None and cfg.checks.force_sigma_eV_A != "auto":
@@ -252,21 +164,36 @@ class MDRunner:
             friction_per_fs=cfg.thermostat.friction_per_fs,
         )
 
-    def _prepare_directory(self, resume: bool) -> None:
+    def _prepare_directory(self, resume: bool) -> bool:
+        """Check (and create) the output folder; returns whether to resume.
+
+        A folder left by a run stopped before its first checkpoint (it holds the resolved
+        config but no checkpoint) cannot be resumed: it is moved aside and the run starts anew.
+        """
         if self.dir is None:
             if resume:
                 raise LegatoError("resume needs an output directory")
-            return
+            return False
         ckpt = self.dir / CHECKPOINT
-        if resume:
-            if not ckpt.exists():
-                raise LegatoError(f"no checkpoint to resume from in {self.dir}")
-            return
-        if self.dir.exists() and any(self.dir.iterdir()):
+        if resume and not (self.dir / RESOLVED_CONFIG).exists() and not ckpt.exists():
+            raise LegatoError(f"no checkpoint to resume from in {self.dir}")
+        ensure_writable_dir(self.dir, "MD output folder")
+        if ckpt.exists():
+            if resume:
+                return True
             raise LegatoError(
                 f"output directory {self.dir} is not empty; resume it or choose another directory"
             )
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if (self.dir / RESOLVED_CONFIG).exists():
+            moved = move_aside(self.dir, "incomplete")
+            self.log(f"{self.dir} holds an MD run stopped before its first checkpoint: moved it to {moved}")
+            self.dir.mkdir()
+            return False
+        if any(self.dir.iterdir()):
+            raise LegatoError(
+                f"output directory {self.dir} is not empty; resume it or choose another directory"
+            )
+        return False
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
@@ -285,8 +212,9 @@ class MDRunner:
             "file_sizes": self.files.sizes(),
             "wall_time_s": self.wall_before + (time.perf_counter() - self._t0),
             "type_names": self.type_names,
+            "model": self.model_identity,
         }
-        _atomic_torch_save(blob, self.dir / CHECKPOINT)
+        atomic_torch_save(blob, self.dir / CHECKPOINT)
 
     def load_checkpoint(self) -> None:
         blob = torch.load(self.dir / CHECKPOINT, map_location="cpu", weights_only=False)
@@ -296,6 +224,7 @@ class MDRunner:
         for key in sorted(set(old) | set(new)):
             if key not in _RESUMABLE_CHANGES and old.get(key) != new.get(key):
                 raise LegatoError(f"config key '{key}' differs from the checkpoint's; cannot resume")
+        self._check_model(blob.get("model"))
         self.state = MDState.from_state_dict(blob["state"])
         self.stage = blob["stage"]
         self.conserved_ref = blob["conserved_ref"]
@@ -305,6 +234,21 @@ class MDRunner:
         self.sigma_source = blob["sigma_source"]
         self.wall_before = float(blob["wall_time_s"])
         self.files.truncate_to(blob["file_sizes"])
+
+    def _check_model(self, stored: dict | None) -> None:
+        """Refuse to continue a run with another model than the one it started with."""
+        where = self.dir / CHECKPOINT
+        if stored is None:  # written before checkpoints recorded their model
+            self.log(
+                f"warning: {where} records no model fingerprint; cannot check that the model is the same"
+            )
+            return
+        diff = identity_differences(stored, self.model_identity)
+        if diff:
+            raise LegatoError(
+                f"the model differs from the one {where} was run with ({', '.join(diff)}); "
+                "resume with that model or start a new run"
+            )
 
     # ------------------------------------------------------------------ recording
     def _record_thermo(self, integ: Integrator) -> None:
@@ -354,15 +298,17 @@ class MDRunner:
     def _check(self, integ: Integrator, full: bool) -> None:
         """Run the detectors (``full``) or only the every-step non-finite guard; drop failures."""
         s = self.state
-        bad = nonfinite_replicas(s)
+        conserved = integ.conserved(s)
         errors = {rid: msg for rid, msg in self.ff.errors.items() if rid in s.replica_ids.tolist()}
-        if not full and not bool(bad.any()) and not errors:
-            return
+        if not full and not errors:
+            drift = (conserved - self.conserved_ref).abs() / s.atoms_per_replica().to(DTYPE)
+            if not bool((nonfinite_replicas(s) | runaway_replicas(s.temperature_K(), drift)).any()):
+                return
         res = self.detector.check(
-            s, integ.conserved(s), self.conserved_ref, self.ff.min_distance(s.n_replicas), errors
+            s, conserved, self.conserved_ref, self.ff.min_distance(s.n_replicas), errors
         )
-        if not full:  # only the guard's own detectors count between checks
-            res.reasons = [[x for x in rs if x in ("nonfinite", "potential_error")] for rs in res.reasons]
+        if not full:  # only the every-step guards count between checks
+            res.reasons = [[x for x in rs if x in GUARD_REASONS] for rs in res.reasons]
         else:
             rows = res.rows()
             self.files.rows("checks.csv", CHECK_FIELDS, rows)
@@ -408,16 +354,15 @@ class MDRunner:
     # ------------------------------------------------------------------ the loop
     def run(self, resume: bool = False) -> MDResult:
         cfg = self.config
-        self._prepare_directory(resume)
+        resume = self._prepare_directory(resume)
         self._t0 = time.perf_counter()
         if resume:
             self.load_checkpoint()
         else:
             self.state = self.initial_state()
             if self.dir is not None:
-                _atomic_write_text(
-                    self.dir / "resolved_config.yaml",
-                    yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+                atomic_write_text(
+                    self.dir / RESOLVED_CONFIG, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
                 )
         bounds = cfg.stage_bounds()
         first_step = self.state.step
@@ -463,14 +408,14 @@ class MDRunner:
             self.files.close()
         summary = self.summary(first_step)
         if self.dir is not None:
-            _atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
+            atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
             rows = summary["instances"]
             if rows:
                 buf = io.StringIO()
                 writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-                _atomic_write_text(self.dir / "instances.csv", buf.getvalue())
+                atomic_write_text(self.dir / "instances.csv", buf.getvalue())
         return MDResult(self.state, self.failures, summary, self.thermo, self.checks)
 
     def _start_of_run(self, integ: Integrator) -> None:
