@@ -13,6 +13,9 @@
 The scale a is profiled out analytically: with w_i = t_i·N_i^β and d failures,
 a^k = Σ_i w_i^k / d and  ℓ(β, k) = d·log k + k·Σ_fail log w_i − Σ_fail log t_i
 − d·log(Σ_i w_i^k / d) − d, which is the exact log-likelihood maximised over a.
+
+:func:`tfail_verdict` and :func:`beta_verdict` compare Legato with Allegro from these numbers
+(order and sign of the estimates, overlap of their intervals) for the study's report.
 """
 
 from __future__ import annotations
@@ -503,3 +506,47 @@ def analyse_table(
                 res.notes.append(f"{name}: {exc}")
         results.append(res)
     return results
+
+
+# ----------------------------------------------------------------------------- verdicts
+NOT_RESOLVED = "not resolved at this size"
+
+
+def _interval(e: dict, z: float) -> tuple[float, float]:
+    """mean ± z·s.e. of an ensemble summary (unbounded when the s.e. is unknown)."""
+    sem = e["sem"]
+    if sem is None or not math.isfinite(sem):
+        return -math.inf, math.inf
+    return e["mean"] - z * sem, e["mean"] + z * sem
+
+
+def tfail_verdict(allegro: dict, legato: dict, confidence: float = 0.95) -> tuple[bool, str]:
+    """(resolved in the paper's direction, verdict) for the mean t_failure of the two models
+    at one size: resolved only if Legato's mean is higher and the intervals are disjoint."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
+    (a_lo, a_hi), (l_lo, l_hi) = _interval(allegro, z), _interval(legato, z)
+    pct = f"{confidence:.0%}"
+    if legato["mean"] > allegro["mean"] and l_lo > a_hi:
+        return True, f"Legato lasts longer, {pct} intervals disjoint (the paper's direction)"
+    if legato["mean"] < allegro["mean"] and l_hi < a_lo:
+        return (
+            False,
+            f"{NOT_RESOLVED}: Legato fails earlier, {pct} intervals disjoint (opposite to the paper)",
+        )
+    side = "higher" if legato["mean"] > allegro["mean"] else "not higher"
+    return False, f"{NOT_RESOLVED}: Legato's mean is {side} and the {pct} intervals overlap"
+
+
+def beta_verdict(allegro: tuple[float, list], legato: tuple[float, list]) -> tuple[bool, str]:
+    """(resolved in the paper's direction, verdict) for β_Legato < β_Allegro, both > 0."""
+    (ba, (a_lo, a_hi)), (bl, (l_lo, l_hi)) = allegro, legato
+    if ba <= 0 or bl <= 0:
+        return False, f"{NOT_RESOLVED}: β ≤ 0 means t_failure did not fall with N"
+    if bl < ba and l_hi < a_lo:
+        return True, "holds: β_Legato < β_Allegro, CIs disjoint"
+    if bl > ba and l_lo > a_hi:
+        return False, f"{NOT_RESOLVED}: β_Legato > β_Allegro, CIs disjoint (opposite to the paper)"
+    side = "same direction as the paper" if bl < ba else "β_Legato ≥ β_Allegro"
+    return False, f"{NOT_RESOLVED}: {side}, but the CIs overlap"

@@ -14,17 +14,20 @@ stages, and interrupted training runs and MD batches continue from their checkpo
 ``report``    ``results.json`` and ``results.md`` (our numbers next to the paper's).
 
 Independent jobs (trainings, MD ensembles) run in ``workers`` processes; their output goes
-to ``OUT/logs/<job>.log``.
+to ``OUT/logs/<job>.log``, and while they run the last line each one wrote is shown every
+``PROGRESS_EVERY_S`` seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -40,11 +43,26 @@ from legato.analysis.study_config import (
     validate_study_config,
 )
 from legato.errors import LegatoError
+from legato.fileio import atomic_save, move_aside
 
 STAGES = ("data", "train", "rho", "tfail", "scaling", "errors", "sharpness", "landscape", "report")
 ALLEGRO = "allegro"
 #: config keys that may change between a run and its resumption (they do not change results)
 RUNTIME_KEYS = ("workers", "threads_per_worker")
+#: seconds between progress lines while jobs run
+PROGRESS_EVERY_S = 20.0
+#: what each stage does, as announced when it starts
+STAGE_TITLES = {
+    "data": "split the frames into training and test files, pick the base box",
+    "train": "train the models",
+    "rho": "time to failure of every model at the base size (Table 1)",
+    "tfail": "time-to-failure ensembles at every size",
+    "scaling": "fit t_failure = alpha * N^-beta, plot Figs. 1, 2 and survival curves",
+    "errors": "energy and force errors on the test frames",
+    "sharpness": "loss sharpness of the models",
+    "landscape": "loss along a random direction",
+    "report": "write results.md and results.json",
+}
 
 
 def model_name(rho: float | None) -> str:
@@ -86,45 +104,110 @@ def _logged(fn: Callable[..., Any], kwargs: dict, log_path: str, threads: int) -
             raise
 
 
+def last_log_line(path: Path, width: int = 90) -> str:
+    """The last non-empty line (or progress-bar update) of a log file, shortened to ``width``."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    parts = [p.strip() for p in tail.replace("\r", "\n").split("\n") if p.strip()]
+    line = " ".join(parts[-1].split()) if parts else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+class _Progress:
+    """A thread that, every ``every`` seconds, reports what each running job last logged."""
+
+    def __init__(self, log: Callable[[str], None], log_dir: Path, total: int, every: float) -> None:
+        stream = sys.stdout  # captured before a job in this process redirects stdout to its log
+        self.emit = (lambda m: print(m, file=stream, flush=True)) if log is print else log
+        self.log_dir, self.total, self.every = log_dir, total, every
+        self.running: list[str] = []
+        self.finished = 0
+        self.t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> _Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            elapsed = time.perf_counter() - self.t0
+            for name in list(self.running):
+                last = last_log_line(self.log_dir / f"{name}.log") or "(started, nothing logged yet)"
+                self.emit(f"  {elapsed:4.0f} s, {self.finished}/{self.total} done | {name}: {last}")
+
+
 def run_jobs(
     jobs: list[tuple[str, Callable[..., Any], dict]],
     workers: int,
     threads: int,
     log_dir: Path,
     log: Callable[[str], None] = print,
+    every: float | None = None,
 ) -> dict[str, Any]:
     """Run named jobs, ``workers`` at a time (in spawned processes if more than one).
 
-    All jobs run to the end even if one fails; then the first error is raised."""
+    Each job's output goes to ``log_dir/<name>.log``; every ``every`` seconds (default
+    :data:`PROGRESS_EVERY_S`) the last line of each running job's log is reported through
+    ``log``. All jobs run to the end even if one fails; then the first error is raised."""
     results: dict[str, Any] = {}
     errors: list[tuple[str, BaseException]] = []
     if not jobs:
         return results
     t0 = time.perf_counter()
-    if workers <= 1 or len(jobs) == 1:
-        for name, fn, kw in jobs:
-            try:
-                results[name] = _logged(fn, kw, str(log_dir / f"{name}.log"), threads)
-                log(f"  done: {name} ({time.perf_counter() - t0:.0f} s)")
-            except Exception as exc:  # noqa: BLE001 — reported after the other jobs
-                errors.append((name, exc))
-    else:
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")
-        ) as pool:
-            futures = {
-                pool.submit(_logged, fn, kw, str(log_dir / f"{name}.log"), threads): name
-                for name, fn, kw in jobs
-            }
-            from concurrent.futures import as_completed
+    n_proc = 1 if workers <= 1 or len(jobs) == 1 else min(workers, len(jobs))
+    log(
+        f"  {len(jobs)} job(s) in {n_proc} process(es) of {threads} thread(s); "
+        f"per-job logs: {log_dir}/<job>.log"
+    )
+    progress = _Progress(log, log_dir, len(jobs), PROGRESS_EVERY_S if every is None else every)
 
-            for fut in as_completed(futures):
-                name = futures[fut]
+    def finished(name: str, exc: BaseException | None) -> None:
+        progress.finished += 1
+        if exc is None:
+            log(f"  done: {name} ({time.perf_counter() - t0:.0f} s) [{progress.finished}/{len(jobs)}]")
+        else:
+            errors.append((name, exc))
+            log(f"  FAILED: {name} ({type(exc).__name__}); see {log_dir / (name + '.log')}")
+
+    with progress:
+        if n_proc == 1:
+            for name, fn, kw in jobs:
+                progress.running = [name]
                 try:
-                    results[name] = fut.result()
-                    log(f"  done: {name} ({time.perf_counter() - t0:.0f} s)")
-                except Exception as exc:  # noqa: BLE001
-                    errors.append((name, exc))
+                    results[name] = _logged(fn, kw, str(log_dir / f"{name}.log"), threads)
+                except Exception as exc:  # noqa: BLE001 — reported after the other jobs
+                    finished(name, exc)
+                else:
+                    finished(name, None)
+            progress.running = []
+        else:
+            with ProcessPoolExecutor(max_workers=n_proc, mp_context=get_context("spawn")) as pool:
+                futures = {
+                    pool.submit(_logged, fn, kw, str(log_dir / f"{name}.log"), threads): name
+                    for name, fn, kw in jobs
+                }
+                pending = set(futures)
+                while pending:
+                    progress.running = [futures[f] for f in futures if f.running()]
+                    done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        try:
+                            results[futures[fut]] = fut.result()
+                        except Exception as exc:  # noqa: BLE001
+                            finished(futures[fut], exc)
+                        else:
+                            finished(futures[fut], None)
     if errors:
         name, exc = errors[0]
         if isinstance(exc, LegatoError):
@@ -146,10 +229,8 @@ def train_job(config: dict) -> dict:
     if (run_dir / "checkpoint.pt").is_file():
         return Trainer.resume(run_dir).fit()
     if run_dir.exists() and any(run_dir.iterdir()):  # killed in its first epoch
-        k = 1
-        while run_dir.with_name(f"{run_dir.name}.aborted{k}").exists():
-            k += 1
-        run_dir.rename(run_dir.with_name(f"{run_dir.name}.aborted{k}"))
+        moved = move_aside(run_dir, "aborted")
+        print(f"{run_dir} held an unfinished run with no checkpoint; moved it to {moved}")
     return Trainer.create(parse_config(config)).fit()
 
 
@@ -179,7 +260,7 @@ def tfail_job(
         label,
         seed=seed,
         checkpoint_every=checkpoint_every,
-        progress=False,
+        progress=True,  # the MD progress bar goes to the job's log, shown by run_jobs
     )
     return res.batches
 
@@ -245,17 +326,29 @@ class Study:
     def tfail_dir(self, rho: float | None, reps_name: str) -> Path:
         return self.out / "tfail" / model_name(rho) / f"size_{reps_name}"
 
+    def enabled(self, stage: str) -> bool:
+        """False for an analysis stage that the config switches off (it then does nothing)."""
+        if stage in ("errors", "sharpness", "landscape"):
+            return bool(getattr(self.cfg, stage).enabled)
+        return True
+
     def run(self, stages: tuple[str, ...] = STAGES, grid_only: bool = False) -> dict[str, Any]:
-        """Run the listed stages that are not done yet; returns every stage's result."""
+        """Run the listed stages that are not done yet; returns every stage's result.
+
+        Stages switched off in the config are recorded as done without being announced."""
         keys = []
         for stage in stages:
             # the rho search alone (grid only) is recorded apart from the full study's stages
             key = f"{stage}_grid" if grid_only and stage in ("train", "rho") else stage
             keys.append(key)
+            if not self.enabled(stage):
+                if not self.done(key):
+                    self._finish(key, {}, time.perf_counter())
+                continue
             if self.done(key):
                 self.log(f"[{stage}] done before, skipped")
                 continue
-            self.log(f"[{stage}] ...")
+            self.log(f"[{stage}] {STAGE_TITLES[stage]} ...")
             t0 = time.perf_counter()
             fn = getattr(self, f"stage_{stage}")
             res = fn(grid_only) if stage in ("train", "rho") else fn()
@@ -331,9 +424,7 @@ class Study:
     def _write_frames(path: Path, frames: list) -> None:
         import ase.io
 
-        tmp = path.with_name(f".{path.name}.tmp")
-        ase.io.write(tmp, frames, format="extxyz")
-        tmp.replace(path)
+        atomic_save(path, lambda fh: ase.io.write(fh, frames, format="extxyz"), binary=False)
 
     def stage_train(self, grid_only: bool = False) -> dict:
         cfg = self.cfg
@@ -343,6 +434,11 @@ class Study:
             run_dir = str(self.out / "models" / model_name(rho))
             conf = train_config(cfg, rho, run_dir, data, cfg.threads_per_worker)
             jobs.append((f"train_{model_name(rho)}", train_job, {"config": conf}))
+            tr = conf.get("training", {})
+            self.log(
+                f"  {model_label(rho)} ({'SAM' if rho is not None else 'Adam'}): up to "
+                f"{tr.get('max_epochs', 'the default')} epochs or {tr.get('max_time_minutes', 'no')} minutes"
+            )
         res = run_jobs(jobs, cfg.workers, cfg.threads_per_worker, self.logs, self.log)
         out = {}
         for rho in self.models(grid_only):
@@ -374,6 +470,9 @@ class Study:
         for reps in parse_sizes(sizes):
             for rho in rhos:
                 name = replication_name(reps)
+                if len(self.table(rho, [name])) >= t.instances:  # e.g. the base size, run by "rho"
+                    self.log(f"  {model_label(rho)} at size {name}: {t.instances} runs done before, reused")
+                    continue
                 kw = {
                     "model": str(self.model_path(rho)),
                     "structure": str(self.data_dir / "base.extxyz"),

@@ -167,6 +167,7 @@ class StudyConfig(_Strict):
     landscape: LandscapeSection = Field(default_factory=LandscapeSection)
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)
     workers: int = Field(2, ge=1)  # parallel processes (training and MD jobs)
+    #: torch threads of each worker; unset: the free cores shared among the workers
     threads_per_worker: int = Field(1, ge=1)
 
     @field_validator("rho_grid")
@@ -256,6 +257,28 @@ def load_study_config(path: str | Path, workers: int | None = None) -> StudyConf
     if cfg.tfail.structure is not None:
         cfg.tfail.structure = _resolve(cfg.tfail.structure, base)
     return cfg
+
+
+def set_worker_threads(cfg: StudyConfig, threads: int | None) -> str | None:
+    """Set ``cfg.threads_per_worker``: ``threads`` (the --threads option) if given, else the
+    config's value if it sets one, else the free cores shared among the workers (at least 1).
+
+    Returns a warning when workers × threads exceed the available cores, else None."""
+    from legato.perf import available_cores, default_threads
+
+    if threads is not None:
+        if threads < 1:
+            raise LegatoError(f"--threads must be >= 1, got {threads}")
+        cfg.threads_per_worker = threads
+    elif "threads_per_worker" not in cfg.model_fields_set:
+        cfg.threads_per_worker = max(1, default_threads() // cfg.workers)
+    cores = available_cores()
+    if cfg.workers * cfg.threads_per_worker > cores:
+        return (
+            f"note: {cfg.workers} worker(s) x {cfg.threads_per_worker} thread(s) exceed the {cores} "
+            "available core(s); runs will be slower than with fewer threads (--threads)"
+        )
+    return None
 
 
 def dump_study_config(cfg: StudyConfig) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 
 from legato.analysis.failures import FailureRecord, FailureTable, merge_tables, write_failure_table
 from legato.analysis.failures import write_text_atomic as _write_text
+from legato.analysis.scaling import NOT_RESOLVED, beta_verdict, tfail_verdict
 from legato.errors import LegatoError
 
 if TYPE_CHECKING:
@@ -96,7 +97,9 @@ def scaling_outputs(study: Study) -> dict:
             plot_outliers(fig1, out / "fig1_outliers.png", overwrite=True)
         study.log(f"  {note}")
         return {"nvt_failures_excluded": nvt, "models": [], "ensembles": ensembles, "report": note}
-    report = _run_scaling(study, out / "failures_fit.csv", out, fig1)
+    report = _run_scaling(
+        study, out / "failures_fit.csv", out, fig1, "NVE steps; runs that failed in NVT left out"
+    )
     fits = json.loads((out / "scaling_fits.json").read_text())
     # the same fits on the clock of the whole run (NVT + NVE steps): no run is left out
     total = FailureTable(
@@ -117,7 +120,13 @@ def scaling_outputs(study: Study) -> dict:
     )
     (out / "total_clock").mkdir(exist_ok=True)
     write_failure_table(total, out / "total_clock" / "failures_total.csv", overwrite=True)
-    _run_scaling(study, out / "total_clock" / "failures_total.csv", out / "total_clock", None)
+    _run_scaling(
+        study,
+        out / "total_clock" / "failures_total.csv",
+        out / "total_clock",
+        None,
+        "NVT+NVE steps, every run",
+    )
     fits_total = json.loads((out / "total_clock" / "scaling_fits.json").read_text())
     return {
         "nvt_failures_excluded": nvt,
@@ -128,8 +137,9 @@ def scaling_outputs(study: Study) -> dict:
     }
 
 
-def _run_scaling(study: Study, table: Path, out: Path, outliers: Path | None) -> str:
-    """``legato scaling`` on one table; returns its printed report (also report.txt)."""
+def _run_scaling(study: Study, table: Path, out: Path, outliers: Path | None, clock: str) -> str:
+    """``legato scaling`` on one table; returns its printed report (also report.txt), which
+    is logged under a line naming its clock."""
     from legato.cli import scaling as scaling_cli
 
     a = study.cfg.analysis
@@ -149,6 +159,7 @@ def _run_scaling(study: Study, table: Path, out: Path, outliers: Path | None) ->
         scaling_cli.run(ns)
     report = buf.getvalue()
     _write_text(out / "report.txt", report, overwrite=True)
+    study.log(f"  -- clock: {clock} --")
     study.log(report.rstrip())
     return report
 
@@ -362,53 +373,58 @@ def _beta(models: list[dict], label: str, method: str) -> tuple[float, list] | N
     return None
 
 
-def claims(study: Study) -> list[str]:
-    """Plain statements of which of the paper's claims our numbers support."""
+def verdicts(study: Study) -> list[tuple[bool, str]]:
+    """Time to failure per size and β by each fit, Legato against Allegro: (resolved in the
+    paper's direction, one line with the numbers and the verdict)."""
     from legato.analysis.study import model_label
 
-    out = []
+    if not study.done("scaling") or not study.result("scaling")["ensembles"]:
+        return []
     la, ll = model_label(None), model_label(study.legato_rho())
-    if study.done("scaling"):
-        models = study.result("scaling")["models"]
-        sizes: dict[str, dict[int, dict]] = {}
-        for e in study.result("scaling")["ensembles"]:
-            sizes.setdefault(e["label"], {})[e["n_atoms"]] = e
-        better, signif, total = 0, 0, 0
-        for n, sa in sizes.get(la, {}).items():
-            sl = sizes.get(ll, {}).get(n)
-            if sl is None:
-                continue
-            total += 1
-            diff = sl["mean"] - sa["mean"]
-            se = math.hypot(np.nan_to_num(sa["sem"]), np.nan_to_num(sl["sem"]))
-            better += diff > 0
-            signif += diff > 2 * se
-        out.append(
-            f"Longer t_failure with Legato (paper: at every size): Legato's mean is higher "
-            f"at {better} of {total} sizes, by more than 2 s.e. at {signif}."
-        )
-        total = study.result("scaling").get("models_total_clock", [])
-        for fits, method, name in (
-            (models, "weibull", "Weibull ML (uses censored runs), NVE clock"),
-            (models, "means", "log-log fit of means (the paper's), NVE clock"),
-            (total, "weibull", "Weibull ML, NVT+NVE clock (no run left out)"),
-        ):
-            ba, bl = _beta(fits, la, method), _beta(fits, ll, method)
-            if ba is None or bl is None:
-                out.append(f"β by {name}: not available for both models.")
-                continue
-            if bl[0] < ba[0]:
-                verdict = (
-                    "holds: CIs disjoint"
-                    if bl[1][1] < ba[1][0]
-                    else "same direction as the paper, but the CIs overlap (not significant)"
-                )
-            else:
-                verdict = "does not hold: β_Legato ≥ β_Allegro"
+    conf = study.cfg.analysis.confidence
+    res = study.result("scaling")
+    sizes: dict[str, dict[int, dict]] = {}
+    for e in res["ensembles"]:
+        sizes.setdefault(e["label"], {})[e["n_atoms"]] = e
+    out = []
+    for n, sa in sorted(sizes.get(la, {}).items()):
+        sl = sizes.get(ll, {}).get(n)
+        if sl is not None:
+            ok, text = tfail_verdict(sa, sl, conf)
             out.append(
-                f"β_Legato < β_Allegro by {name}: β = {bl[0]:.2f} vs {ba[0]:.2f} "
-                f"(paper 0.14 vs 0.29) — {verdict}."
+                (
+                    ok,
+                    f"mean t_failure at N = {n}: Legato {_f(sl['mean'], 0)} ± {_f(sl['sem'], 0)} vs "
+                    f"Allegro {_f(sa['mean'], 0)} ± {_f(sa['sem'], 0)} NVE steps (± s.e.) — {text}.",
+                )
             )
+    for fits, method, name in (
+        (res["models"], "weibull", "Weibull ML (uses censored runs), NVE clock"),
+        (res["models"], "means", "log-log fit of means (the paper's), NVE clock"),
+        (res.get("models_total_clock", []), "weibull", "Weibull ML, NVT+NVE clock (no run left out)"),
+    ):
+        ba, bl = _beta(fits, la, method), _beta(fits, ll, method)
+        if ba is None or bl is None:
+            out.append((False, f"β by {name}: not available for both models."))
+            continue
+        ok, text = beta_verdict(ba, bl)
+        out.append(
+            (
+                ok,
+                f"β by {name}: Legato {_ci(bl[0], bl[1])} vs Allegro {_ci(ba[0], ba[1])} "
+                f"(paper 0.14 vs 0.29) — {text}.",
+            )
+        )
+    return out
+
+
+def claims(study: Study) -> list[str]:
+    """Plain statements of which of the paper's claims our numbers support, each computed
+    from the numbers (sign and order of the estimates, overlap of their intervals)."""
+    from legato.analysis.study import model_label
+
+    out = [text for _, text in verdicts(study)]
+    la, ll = model_label(None), model_label(study.legato_rho())
     if study.done("errors") and study.result("errors"):
         e = study.result("errors")
         r, (lo, hi) = e["legato_over_allegro_rmse"], e["ratio_ci"]
@@ -423,7 +439,11 @@ def claims(study: Study) -> list[str]:
             verdict = (
                 "holds"
                 if b["value"] + 2 * b["stderr"] < a["value"] - 2 * a["stderr"]
-                else ("same direction, within 2 s.e." if b["value"] < a["value"] else "does not hold")
+                else (
+                    f"{NOT_RESOLVED}: same direction, within 2 s.e."
+                    if b["value"] < a["value"]
+                    else "does not hold"
+                )
             )
             out.append(
                 f"Lower sharpness with SAM (paper Table 4: 1.2e-4 vs 3.2e-4): "
@@ -539,7 +559,7 @@ def write_report(study: Study) -> dict:
         lines.append("")
     lines += ["## What holds", ""] + [f"- {c}" for c in claims(study)] + [""]
     lines += ["## Wall time per stage", "", "| stage | s |", "|---|---|"]
-    lines += [f"| {k} | {v['wall_s']:.0f} |" for k, v in st.items()]
+    lines += [f"| {k} | {v['wall_s']:.0f} |" for k, v in st.items() if study.enabled(k.removesuffix("_grid"))]
     pngs = sorted(
         p.relative_to(study.out).as_posix() for p in study.out.rglob("*.png") if "models" not in p.parts
     )

@@ -13,24 +13,40 @@ import argparse
 
 from legato.errors import LegatoError
 
+EXAMPLES = """\
+  legato rho-search configs/study_quick.yaml --rho 0.001,0.005,0.01 --out runs/rho_search
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="study YAML (train, legato and tfail sections are used)")
+    parser.add_argument("config", help="study settings file (its train, legato and tfail sections are used)")
     parser.add_argument(
-        "--rho", default=None, help="comma-separated ρ values (default: the config's rho_grid)"
+        "--rho",
+        default=None,
+        metavar="LIST",
+        help="comma-separated SAM rho values (default: the config's rho_grid)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--resume", action="store_true", help="continue a search in DIR")
     parser.add_argument(
-        "--workers", type=int, default=None, help="parallel processes (overrides the config's workers)"
+        "--resume", action="store_true", help="continue the search in DIR, reusing finished models"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="parallel processes for trainings and MD ensembles (default: the config's workers)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from legato.analysis.rho_search import format_rho_markdown, run_rho_search
-    from legato.analysis.study_config import load_study_config
+    from legato.analysis.study_config import load_study_config, set_worker_threads
 
     cfg = load_study_config(args.config, workers=args.workers)
+    note = set_worker_threads(cfg, getattr(args, "threads", None))
+    if note:
+        print(note)
     rhos = None
     if args.rho:
         try:

@@ -14,31 +14,46 @@ import argparse
 
 from legato.errors import LegatoError
 
+EXAMPLES = """\
+  legato study configs/study_quick.yaml --out runs/study_quick
+  legato study configs/study.yaml --out runs/study --resume --workers 2 --threads 1
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from legato.analysis.study import STAGES
 
-    parser.add_argument("config", help="study YAML (see configs/study.yaml, docs/study.md)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="study folder")
+    parser.add_argument("config", help="study settings file (see configs/study.yaml and docs/study.md)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="study folder (results, models, logs)")
     parser.add_argument(
-        "--resume", action="store_true", help="continue the study in DIR (the config must be the same)"
+        "--resume",
+        action="store_true",
+        help="continue the study already in DIR (same settings file; finished stages are kept)",
     )
     parser.add_argument(
         "--stages",
         default=None,
-        help=f"comma-separated subset of {','.join(STAGES)} (default: all; "
-        "later stages need the earlier ones)",
+        metavar="LIST",
+        help=f"comma-separated stages to run, from {','.join(STAGES)} "
+        "(default: all; a later stage needs the earlier ones)",
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="parallel processes (overrides the config's workers)"
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="parallel processes for trainings and MD ensembles (default: the config's workers)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from legato.analysis.study import STAGES, run_study
-    from legato.analysis.study_config import load_study_config
+    from legato.analysis.study_config import load_study_config, set_worker_threads
 
     cfg = load_study_config(args.config, workers=args.workers)
+    note = set_worker_threads(cfg, getattr(args, "threads", None))
+    if note:
+        print(note)
     stages = STAGES
     if args.stages:
         stages = tuple(s.strip() for s in args.stages.split(","))

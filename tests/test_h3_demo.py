@@ -1,0 +1,147 @@
+"""The demo's and study's user-facing behaviour: live progress while jobs run, verdicts
+computed from the numbers, thread settings of the workers, stages that do nothing."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pytest
+
+from legato.analysis.scaling import NOT_RESOLVED, beta_verdict, tfail_verdict
+from legato.analysis.study import last_log_line, run_jobs
+from legato.analysis.study_config import set_worker_threads, validate_study_config
+from legato.errors import LegatoError
+
+
+def _slow_job(seconds: float) -> str:
+    print("epoch    1 | train loss 0.5", flush=True)
+    time.sleep(seconds)
+    return "ok"
+
+
+def test_run_jobs_reports_the_last_log_line_of_a_running_job(tmp_path):
+    lines: list[str] = []
+    res = run_jobs([("slow", _slow_job, {"seconds": 0.7})], 1, 1, tmp_path / "logs", lines.append, every=0.2)
+    assert res == {"slow": "ok"}
+    assert str(tmp_path / "logs") in lines[0]  # says where the logs are
+    beats = [x for x in lines if "| slow: " in x]
+    assert any("slow: epoch 1 | train loss 0.5" in x for x in beats)  # whitespace collapsed
+    assert "0/1 done" in beats[0]
+    assert lines[-1].startswith("  done: slow") and "[1/1]" in lines[-1]
+
+
+def test_last_log_line_takes_the_latest_progress_bar_update(tmp_path):
+    log = tmp_path / "a.log"
+    log.write_text("start\nmd:  10%|#  | 3/30\rmd:  20%|## | 6/30\r")
+    assert last_log_line(log) == "md: 20%|## | 6/30"
+    log.write_text("x" * 200 + "\n")
+    assert len(last_log_line(log, width=50)) == 50
+    assert last_log_line(tmp_path / "missing.log") == ""
+
+
+def _ens(mean: float, sem: float) -> dict:
+    return {"mean": mean, "sem": sem}
+
+
+@pytest.mark.parametrize(
+    ("allegro", "legato", "resolved", "phrase"),
+    [
+        (_ens(100, 5), _ens(200, 5), True, "Legato lasts longer"),
+        (_ens(100, 30), _ens(130, 30), False, "intervals overlap"),
+        (_ens(200, 5), _ens(100, 5), False, "Legato fails earlier"),
+        (_ens(100, float("nan")), _ens(300, 1), False, "intervals overlap"),  # one run: no s.e.
+    ],
+)
+def test_tfail_verdict_is_computed_from_order_and_overlap(allegro, legato, resolved, phrase):
+    ok, text = tfail_verdict(allegro, legato, 0.95)
+    assert ok is resolved and phrase in text
+    assert (NOT_RESOLVED in text) is (not resolved)
+
+
+@pytest.mark.parametrize(
+    ("allegro", "legato", "resolved", "phrase"),
+    [
+        ((0.30, [0.25, 0.35]), (0.14, [0.10, 0.18]), True, "holds"),
+        (
+            (0.30, [0.10, 0.50]),
+            (0.14, [0.00, 0.30]),
+            False,
+            "same direction as the paper, but the CIs overlap",
+        ),
+        # the demo's case: exponents of the wrong sign are not "the paper's direction"
+        ((-0.40, [-0.79, 0.0]), (-0.48, [-1.1, 0.15]), False, "β ≤ 0"),
+        ((0.10, [0.05, 0.15]), (0.40, [0.30, 0.50]), False, "opposite"),
+    ],
+)
+def test_beta_verdict_needs_positive_exponents_and_disjoint_cis(allegro, legato, resolved, phrase):
+    ok, text = beta_verdict(allegro, legato)
+    assert ok is resolved and phrase in text
+    assert (NOT_RESOLVED in text) is (not resolved)
+
+
+def _cfg(**over) -> dict:
+    return {"data": "x.extxyz", "legato_rho": 0.01, "rho_grid": [], **over}
+
+
+def test_threads_option_overrides_the_config_and_auto_shares_the_cores(monkeypatch):
+    cfg = validate_study_config(_cfg(workers=2, threads_per_worker=3))
+    set_worker_threads(cfg, 1)
+    assert cfg.threads_per_worker == 1
+    cfg = validate_study_config(_cfg(workers=2, threads_per_worker=3))
+    set_worker_threads(cfg, None)  # set explicitly in the config: kept
+    assert cfg.threads_per_worker == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    cfg = validate_study_config(_cfg(workers=2))
+    set_worker_threads(cfg, None)  # not set: the free threads shared among the workers
+    assert cfg.threads_per_worker == 2
+    monkeypatch.setattr("legato.perf.available_cores", lambda: 2)
+    cfg = validate_study_config(_cfg(workers=2))
+    note = set_worker_threads(cfg, 4)
+    assert note is not None and "exceed the 2 available core(s)" in note
+    with pytest.raises(LegatoError, match="--threads must be >= 1"):
+        set_worker_threads(cfg, 0)
+
+
+def test_study_and_rho_search_and_demo_pass_threads_to_the_workers(monkeypatch, tmp_path):
+    from legato.cli import demo, rho_search, study
+
+    seen: list[int] = []
+
+    def fake_run_study(cfg, out, resume=False, stages=(), **kw):
+        seen.append(cfg.threads_per_worker)
+        raise LegatoError("stop")
+
+    def fake_rho(cfg, out, rhos, resume=False):
+        seen.append(cfg.threads_per_worker)
+        raise LegatoError("stop")
+
+    monkeypatch.setattr("legato.analysis.study.run_study", fake_run_study)
+    monkeypatch.setattr("legato.analysis.rho_search.run_rho_search", fake_rho)
+    conf = Path(__file__).resolve().parents[1] / "configs" / "study_tiny.yaml"
+    ns = dict(out=str(tmp_path / "o"), resume=False, workers=1, threads=3)
+    with pytest.raises(LegatoError, match="stop"):
+        study.run(argparse.Namespace(config=str(conf), stages=None, **ns))
+    with pytest.raises(LegatoError, match="stop"):
+        rho_search.run(argparse.Namespace(config=str(conf), rho="0.01", **ns))
+    data = tmp_path / "d.extxyz"
+    data.write_text("")
+    with pytest.raises(LegatoError, match="stop"):
+        demo.run(argparse.Namespace(data=str(data), quick=True, **ns))
+    assert seen == [3, 3, 3]
+
+
+def test_every_cli_help_names_an_example_and_documents_every_option():
+    from legato.cli.main import COMMANDS, command_parser
+
+    for name in ("demo", "study", "rho-search"):
+        import importlib
+
+        module = importlib.import_module(f"legato.cli.{COMMANDS[name][0]}")
+        parser = command_parser(name, module, COMMANDS[name][1])
+        text = parser.format_help()
+        assert f"legato {name} " in module.EXAMPLES and "example:" in text
+        assert "`" not in text
+        for action in parser._actions:
+            assert action.help, f"{name}: {action.dest} has no help"
