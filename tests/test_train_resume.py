@@ -118,7 +118,7 @@ def test_resume_of_finished_run_and_budget_extension(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--max-epochs", "3"]) == 0
     assert ckpt.load_checkpoint(run / "checkpoint.pt")["epoch"] == 3
     assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
-    assert "not a legato run folder" in capsys.readouterr().err
+    assert "run folder not found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage"])

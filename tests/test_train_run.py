@@ -122,7 +122,7 @@ def test_run_dir_is_never_overwritten(emt_data, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "precious.txt").write_text("keep")
-    with pytest.raises(LegatoError, match="already exists"):
+    with pytest.raises(LegatoError, match="is not empty and holds no legato run"):
         Trainer.create(load_config_dict(small_config(emt_data, run)))
     assert (run / "precious.txt").read_text() == "keep"
 

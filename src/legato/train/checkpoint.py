@@ -3,15 +3,16 @@
 A checkpoint holds the model weights, optimiser (incl. SAM's base optimiser), scheduler and
 EMA states, early-stopping and best-model bookkeeping, the elapsed wall time, and every
 random-number state (torch, numpy, Python, and the generator that shuffles the training
-frames). It is written to a temporary file in the run folder and renamed over the old one,
-so a killed process leaves either the previous or the new checkpoint, never half of one.
+frames). It is written with :func:`legato.fileio.atomic_torch_save` (temporary file, fsync,
+rename), so a killed process leaves either the previous or the new checkpoint, never half
+of one.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import math
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,40 +20,22 @@ import numpy as np
 import torch
 
 from legato.errors import LegatoError
+from legato.fileio import atomic_torch_save, atomic_write_text
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "FORMAT",
+    "atomic_torch_save",
+    "atomic_write_text",
+    "finite_json",
+    "load_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
 
 FORMAT = "legato-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file via temp file + rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def rng_state(shuffle_gen: torch.Generator) -> dict[str, Any]:
@@ -80,7 +63,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise LegatoError(f"no checkpoint at {path} (the run has not finished an epoch yet)")
+        raise LegatoError(
+            f"{path.parent} has no checkpoint (the run stopped before its first epoch ended), so "
+            "there is nothing to resume: start it again with legato train CONFIG.yaml, which moves "
+            "this folder aside"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
@@ -88,3 +75,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise LegatoError(f"{path} is not a legato training checkpoint")
     return state
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def finite_json(obj: Any, indent: int | None = 1) -> str:
+    """JSON text of ``obj`` with NaN and infinities written as ``null`` (valid JSON)."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)

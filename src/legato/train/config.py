@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from legato.config_file import read_yaml_mapping, validate_model
 from legato.errors import LegatoError
@@ -221,6 +221,27 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML training config."""
     return parse_config(read_yaml_mapping(path), str(path))
+
+
+def apply_training_overrides(
+    cfg: TrainConfig, values: dict[str, Any], names: dict[str, str] | None = None
+) -> bool:
+    """Set ``training.<key>`` for every non-None value; a rejected value is one LegatoError
+    line naming the key (or its name in ``names``, e.g. a command-line option).
+    Returns whether anything was set."""
+    changed = False
+    for key, value in values.items():
+        if value is None:
+            continue
+        try:
+            setattr(cfg.training, key, value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = (names or {}).get(key, f"training.{key}")
+            msg = err["msg"].removeprefix("Value error, ")
+            raise LegatoError(f"invalid value for {name}: {msg} (got {value!r})") from None
+        changed = True
+    return changed
 
 
 def dump_config(cfg: TrainConfig) -> str:

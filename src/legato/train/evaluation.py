@@ -18,7 +18,7 @@ from legato.train.data import file_digest, frames_to_graphs
 from legato.train.loss import LossSpec
 from legato.train.metrics import MetricsAccumulator
 
-Subset = Literal["all", "train", "val"]
+Subset = Literal["all", "train", "val", "test"]
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -45,9 +45,12 @@ def select_frames(
     where: str | None = None,
 ) -> list:
     """Frames of ``data``. ``subset`` train/val: the frames of the split recorded in the
-    model's run folder (the data file must be the one the model was trained on).
-    ``where="KEY=VALUE"``: only frames with ``atoms.info[KEY] == VALUE`` (as text), e.g.
-    ``split=test`` for the held-out frames of the shipped dataset."""
+    model's run folder (the data file must be the one the model was trained on); test: the
+    frames labelled "test" under the run's ``data.split_key``, or, for a random split, the
+    frames used neither for training nor for validation.
+    ``where="KEY=VALUE"``: only frames with ``atoms.info[KEY] == VALUE`` (as text)."""
+    if subset not in ("all", "train", "val", "test"):
+        raise LegatoError(f"unknown subset '{subset}' (all, train, val or test)")
     frames = read_frames(data, index)
     if subset != "all":
         run_dir = getattr(model, "extra", {}).get("run_dir")
@@ -57,7 +60,10 @@ def select_frames(
         split = json.loads(split_path.read_text())
         if file_digest(data) != split["sha256"] or index != split["index"]:
             raise LegatoError(f"{data} is not the data file the model was trained on")
-        frames = [frames[i] for i in split[subset]]
+        if subset == "test":
+            frames = _test_frames(frames, split, Path(run_dir))
+        else:
+            frames = [frames[i] for i in split[subset]]
     if where:
         key, sep, value = where.partition("=")
         if not sep or not key:
@@ -66,6 +72,26 @@ def select_frames(
         if not frames:
             raise LegatoError(f"no frames with {key} = {value} in {data}")
     return frames
+
+
+def _test_frames(frames: list, split: dict[str, Any], run_dir: Path) -> list:
+    """The held-out frames of a run (see :func:`select_frames`)."""
+    used = set(split["train"]) | set(split["val"])
+    key = None
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.is_file():
+        import yaml
+
+        key = ((yaml.safe_load(cfg_path.read_text()) or {}).get("data") or {}).get("split_key")
+    if key:
+        out = [a for i, a in enumerate(frames) if i not in used and a.info.get(key) == "test"]
+        how = f"labelled '{key}: test'"
+    else:
+        out = [a for i, a in enumerate(frames) if i not in used]
+        how = "left out of training and validation"
+    if not out:
+        raise LegatoError(f"--subset test: no frames {how} in the model's training data")
+    return out
 
 
 def model_batches(
@@ -77,6 +103,8 @@ def model_batches(
 ) -> list[Graph]:
     """Collated batches in the model's dtype, with its type names and cutoff;
     ``max_frames``: that many frames evenly spaced over ``frames``."""
+    if batch_size < 1:
+        raise LegatoError(f"--batch-size must be >= 1 (got {batch_size})")
     frames = list(frames)
     if max_frames is not None and max_frames < len(frames):
         if max_frames < 1:

@@ -34,10 +34,12 @@ from tqdm.auto import tqdm
 from legato.data import dataset_statistics, read_frames
 from legato.data.graph import Graph
 from legato.errors import LegatoError
+from legato.fileio import ensure_writable_dir, move_aside
 from legato.train import checkpoint as ckpt
 from legato.train.config import (
     TrainConfig,
     _nearest,
+    apply_training_overrides,
     dump_config,
     load_config,
     model_parameters,
@@ -160,11 +162,29 @@ class Trainer:
         cfg = config if isinstance(config, TrainConfig) else load_config(config)
         cfg = cfg.model_copy(deep=True)
         run_dir = Path(cfg.run_dir).expanduser().resolve()
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise LegatoError(
-                f"run folder {run_dir} already exists and is not empty "
-                f"(continue it with `legato train --resume {run_dir}` or pick another run_dir)"
-            )
+        unfinished = _check_run_folder(run_dir)
+        # checked before any work; folders made here are removed again if the start fails
+        made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+        ensure_writable_dir(run_dir.parent if unfinished else run_dir, "run folder")
+        try:
+            trainer = cls._prepare(cfg, run_dir)
+        except BaseException:
+            for p in made:  # innermost first; only folders still empty
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+            raise
+        if unfinished:
+            moved = move_aside(run_dir)
+            tqdm.write(f"moved the unfinished run folder {run_dir} aside to {moved}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(trainer.cfg))
+        ckpt.atomic_write_text(run_dir / "split.json", json.dumps(trainer.split))
+        ckpt.atomic_write_text(run_dir / "stats.json", json.dumps(trainer._stats_info(), indent=1))
+        return trainer
+
+    @classmethod
+    def _prepare(cls, cfg: TrainConfig, run_dir: Path) -> Trainer:
+        """Read the data, fix the split and build the trainer (nothing written yet)."""
         data_path = Path(cfg.data.path).expanduser().resolve()
         frames = read_frames(data_path, cfg.data.index)
         model = dict(cfg.model)
@@ -184,12 +204,7 @@ class Trainer:
             "train": train_idx,
             "val": val_idx,
         }
-        trainer = cls(cfg, run_dir, split, frames)  # data and model are fine: write the run
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-        ckpt.atomic_write_text(run_dir / "split.json", json.dumps(split))
-        ckpt.atomic_write_text(run_dir / "stats.json", json.dumps(trainer._stats_info(), indent=1))
-        return trainer
+        return cls(cfg, run_dir, split, frames)
 
     @classmethod
     def resume(
@@ -200,21 +215,24 @@ class Trainer:
     ) -> Trainer:
         """Continue a run from its last checkpoint (optionally with a larger budget)."""
         run_dir = Path(run_dir).expanduser().resolve()
+        if not run_dir.is_dir():
+            raise LegatoError(f"run folder not found: {run_dir}")
         if not (run_dir / "config.yaml").is_file():
             raise LegatoError(f"{run_dir} is not a legato run folder (no config.yaml)")
         cfg = load_config(run_dir / "config.yaml")
+        overrides = {"max_epochs": max_epochs, "max_time_minutes": max_time_minutes}
+        changed = apply_training_overrides(cfg, overrides)
+        ensure_writable_dir(run_dir, "run folder")
         state = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT_NAME)
-        if max_epochs is not None:
-            cfg.training.max_epochs = max_epochs
-        if max_time_minutes is not None:
-            cfg.training.max_time_minutes = max_time_minutes
-        if max_epochs is not None or max_time_minutes is not None:
-            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
         split = json.loads((run_dir / "split.json").read_text())
+        if not Path(split["data_path"]).is_file():
+            raise LegatoError(f"data file {split['data_path']} of the run is gone")
         if file_digest(split["data_path"]) != split["sha256"]:
             raise LegatoError(f"data file {split['data_path']} changed since the run started")
         trainer = cls(cfg, run_dir, split)
         trainer._load_state(state)
+        if changed:
+            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
         return trainer
 
     def _load_data(self, frames: list | None) -> None:
@@ -347,16 +365,13 @@ class Trainer:
         clip = self.cfg.training.grad_clip_norm
         out = self.model(batch)
         loss, _ = loss_terms(out, batch, self.loss_spec)
-        if not torch.isfinite(loss):
-            raise LegatoError(
-                f"training loss became {float(loss)} in epoch {self.epoch + 1} "
-                "(try a smaller optimizer.lr or training.grad_clip_norm)"
-            )
+        self._check_finite(float(loss), "training")
         loss.backward()
         acc.update(out, batch)
         if self.sam is not None:
             self.sam.first_step(zero_grad=True)
             loss2, _ = loss_terms(self.model(batch), batch, self.loss_spec)
+            self._check_finite(float(loss2), "training (SAM-perturbed)")
             loss2.backward()
             if clip:
                 torch.nn.utils.clip_grad_norm_(self.params, clip)
@@ -369,6 +384,23 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         return float(loss.detach())
+
+    def _check_finite(self, loss: float, what: str) -> None:
+        """A non-finite loss ends the run with one line; the last checkpoint stays as it was."""
+        if math.isfinite(loss):
+            return
+        epoch = self.epoch + 1
+        kept = (
+            f"the checkpoint of epoch {self.epoch} in {self.run_dir} is intact"
+            if self.epoch
+            else "no checkpoint was written"
+        )
+        hint = (
+            "check the validation frames' labels"
+            if what == "validation"
+            else "try a smaller optimizer.lr or set training.grad_clip_norm"
+        )
+        raise LegatoError(f"the {what} loss became {loss} in epoch {epoch} ({kept}; {hint})")
 
     def _train_epoch(self) -> dict[str, float]:
         self.model.train()
@@ -422,7 +454,10 @@ class Trainer:
             t0 = time.perf_counter()
             train = self._train_epoch()
             t1 = time.perf_counter()
+            self._check_finite(train["loss"], "training")
             val = self.evaluate(self.val_graphs) if self.val_graphs else {}
+            if val:
+                self._check_finite(val["loss"], "validation")
             t2 = time.perf_counter()
             self.epoch += 1
             val_loss = val["loss"] if val else train["loss"]
@@ -529,12 +564,31 @@ class Trainer:
             "n_train": len(self.train_graphs),
             "n_val": len(self.val_graphs),
         }
-        ckpt.atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=1))
-        tqdm.write(
-            f"stopped after epoch {self.epoch} ({self.stop_reason}); best epoch {self.best_epoch}, "
-            f"val loss {self.best_loss:.5g}; model: {self.run_dir / 'best_model.pt'}"
-        )
+        ckpt.atomic_write_text(self.run_dir / "summary.json", ckpt.finite_json(summary))
+        best = self.run_dir / "best_model.pt"
+        if self.best_state is not None and best.is_file():
+            what = f"best epoch {self.best_epoch}, val loss {self.best_loss:.5g}; model: {best}"
+        else:
+            what = f"model: {self.run_dir / 'last_model.pt'}"
+        tqdm.write(f"stopped after epoch {self.epoch} ({self.stop_reason}); {what}")
         return summary
+
+
+def _check_run_folder(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds an unfinished start (to be moved aside); raise if it holds a
+    run that can be resumed or files that are not a legato run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LegatoError(f"run folder {run_dir} exists and is not a folder")
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return False
+    if (run_dir / ckpt.CHECKPOINT_NAME).exists():
+        raise LegatoError(
+            f"run folder {run_dir} already holds a run (continue it with legato train --resume "
+            f"{run_dir}, or pick another run_dir)"
+        )
+    if not (run_dir / "config.yaml").is_file():
+        raise LegatoError(f"run folder {run_dir} is not empty and holds no legato run; pick another run_dir")
+    return True
 
 
 def train(config: TrainConfig | dict | str | Path) -> dict[str, Any]:
