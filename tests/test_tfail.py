@@ -184,7 +184,7 @@ def test_interrupted_size_resumes_from_its_md_checkpoint(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_ensemble(pot, fcc_argon(), "1", 3, prot, tmp_path / "cut", "lj", checkpoint_every=25, **QUIET)
     assert not (tmp_path / "cut" / "failures.csv").exists()
-    assert not (tmp_path / "cut" / ".tfail.lock").exists()
+    assert (tmp_path / "cut" / ".tfail.lock").read_text() == ""  # released, no PID left behind
     assert (tmp_path / "cut" / "md" / "lj" / "N32_s0-2" / "checkpoint.pt").is_file()
     res = run_ensemble(pot, fcc_argon(), "1", 3, prot, tmp_path / "cut", "lj", checkpoint_every=25, **QUIET)
     assert list(res.table) == list(ref.table)

@@ -13,7 +13,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from legato.errors import LegatoError
+from legato.fileio import atomic_write_text
 
 #: Required CSV columns, in the order they are written.
 COLUMNS: tuple[str, ...] = (
@@ -193,23 +193,14 @@ def format_failure_table(table: FailureTable) -> str:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
-    """Write ``text`` to ``path`` via a temporary file and an atomic rename.
+    """Write ``text`` to ``path`` atomically and durably (:func:`legato.fileio.atomic_write_text`).
 
     Refuses to replace an existing file unless ``overwrite``.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise LegatoError(f"{path} exists; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, text)
     return path
 
 

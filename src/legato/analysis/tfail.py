@@ -28,9 +28,11 @@ table and resumes an interrupted size from its MD checkpoint):
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import time
@@ -52,6 +54,9 @@ from legato.analysis.failures import (
     write_text_atomic,
 )
 from legato.errors import LegatoError
+from legato.fileio import default_file_mode, ensure_writable_dir, move_aside
+from legato.md.config import RUNAWAY_TEMPERATURE_K
+from legato.md.fingerprint import model_fingerprint
 
 Replication = tuple[int, int, int]
 OUTLIER_COLUMNS = (
@@ -127,23 +132,6 @@ def structure_fingerprint(atoms: Atoms) -> str:
     return h.hexdigest()
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-256 over the model's named parameters and buffers and the plain scalar settings
-    of its modules (e.g. a pair potential's σ): same model → same print."""
-    h = hashlib.sha256()
-    for name, mod in model.named_modules():
-        scalars = sorted(
-            (k, v)
-            for k, v in vars(mod).items()
-            if isinstance(v, (int, float, str, bool)) and not k.startswith("_") and k != "training"
-        )
-        h.update(f"{name}:{type(mod).__name__}:{scalars}".encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def training_force_sigma(model: torch.nn.Module) -> float | None:
     """σ of the training force components: from the model file's ``extra`` or, for a model
     saved by ``legato train``, from ``stats.json`` in its run folder; None if unknown."""
@@ -180,18 +168,42 @@ class TfailProtocol:
     skin_A: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (self.temperature_K > 0 and self.timestep_fs > 0):
-            raise LegatoError("temperature and timestep must be positive")
-        if self.nvt_steps < 0 or self.max_steps < 1:
-            raise LegatoError("need nvt_steps >= 0 and max_steps >= 1")
-        if self.check_every < 1:
-            raise LegatoError("check_every must be >= 1")
+        def need(ok: bool, what: str, value: object) -> None:
+            if not ok:
+                raise LegatoError(f"time-to-failure protocol: {what}, got {value}")
+
+        def finite(x: float | None) -> bool:
+            return x is not None and math.isfinite(x)
+
+        t, dt = self.temperature_K, self.timestep_fs
+        need(
+            finite(t) and 0 < t < RUNAWAY_TEMPERATURE_K,
+            f"temperature must be in (0, {RUNAWAY_TEMPERATURE_K:g}) K",
+            t,
+        )
+        need(finite(dt) and dt > 0, "timestep must be a positive number of fs", dt)
+        need(self.nvt_steps >= 0, "nvt_steps must be >= 0", self.nvt_steps)
+        need(self.max_steps >= 1, "max_steps must be >= 1", self.max_steps)
+        need(finite(self.perturb_A) and self.perturb_A >= 0, "perturbation must be >= 0 Å", self.perturb_A)
+        need(self.check_every >= 1, "check_every must be >= 1", self.check_every)
+        md = self.min_distance_A
+        need(md is None or (finite(md) and md >= 0), "min_distance must be >= 0 Å or none", md)
+        mo = self.max_force_outliers
+        need(mo is None or mo >= 0, "max_force_outliers must be >= 0 or none", mo)
+        need(
+            finite(self.outlier_sigma) and self.outlier_sigma > 0,
+            "outlier_sigma must be > 0",
+            self.outlier_sigma,
+        )
+        tau = self.thermostat_tau_fs
+        need(tau is None or (finite(tau) and tau > 0), "thermostat time constant must be > 0 fs", tau)
+        need(finite(self.skin_A) and self.skin_A >= 0, "neighbour skin must be >= 0 Å", self.skin_A)
         w = self.temperature_window_K
         if isinstance(w, str) and w != "auto":
             raise LegatoError(f"temperature window must be 'auto', none or LO,HI; got {w!r}")
         if isinstance(w, (tuple, list)):
-            if len(w) != 2 or not w[0] < w[1]:
-                raise LegatoError(f"temperature window must be LO < HI, got {w}")
+            ok = len(w) == 2 and all(finite(float(x)) for x in w) and 0 <= w[0] < w[1]
+            need(ok, "temperature window must be LO,HI with 0 <= LO < HI", list(w))
             object.__setattr__(self, "temperature_window_K", (float(w[0]), float(w[1])))
 
     def to_dict(self) -> dict:
@@ -244,32 +256,43 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _holder_pid(fd: int, wait_s: float = 0.5) -> int:
+    """PID written into a held lock file (the holder writes it just after locking); 0 if none."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if text.isdigit() or time.monotonic() > deadline:
+            return int(text) if text.isdigit() else 0
+        time.sleep(0.01)
+
+
 @contextmanager
 def folder_lock(out: Path, name: str = ".tfail.lock") -> Iterator[None]:
-    """Exclusive use of ``out`` by this process (a stale lock of a dead process is taken)."""
+    """Exclusive use of ``out`` by this process for the duration of the block.
+
+    An OS lock (``flock``) on ``out/name``, held open until the block ends: the OS releases
+    it when the process ends, however it ends, so there are no stale locks. The holder's PID
+    is written into the file for the error message of a second process. The file is never
+    deleted (deleting a locked file would let a third process lock a new one).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    lock = out / name
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
-                raise LegatoError(f"{out} is in use by process {pid}") from None
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        break
-    else:
-        raise LegatoError(f"cannot lock {out}")
+    fd = os.open(out / name, os.O_RDWR | os.O_CREAT, default_file_mode())
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pid = _holder_pid(fd)
+        os.close(fd)
+        who = f"process {pid}" if pid and _pid_alive(pid) else "another process"
+        raise LegatoError(
+            f"{out} is in use by {who}; wait for it to finish or choose another output folder"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        os.ftruncate(fd, 0)  # no PID of a finished process for the next reader
+        os.close(fd)  # releases the lock
 
 
 def _json_atomic(path: Path, obj: object) -> None:
@@ -338,6 +361,7 @@ def run_batch(
     force_sigma_eV_A: float | None = None,
     checkpoint_every: int = 500,
     progress: bool = True,
+    log=print,
 ) -> tuple[list[FailureRecord], list[dict], dict]:
     """Run (or resume) one batch: the instances ``seeds`` of one size. Returns failure
     records, outlier rows and the MD summary."""
@@ -359,10 +383,8 @@ def run_batch(
         if old != meta:
             raise LegatoError(f"{run_dir} holds a different batch; move it away to rerun")
     elif run_dir.exists():  # started but killed before its first checkpoint: keep it aside
-        k = 1
-        while run_dir.with_name(f"{run_dir.name}.aborted{k}").exists():
-            k += 1
-        run_dir.rename(run_dir.with_name(f"{run_dir.name}.aborted{k}"))
+        moved = move_aside(run_dir, "incomplete")
+        log(f"{run_dir} was stopped before its first checkpoint: moved it to {moved}")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     _json_atomic(meta_path, meta)
     runner = _runner_class()(
@@ -372,6 +394,7 @@ def run_batch(
         output_dir=run_dir,
         force_sigma_eV_A=force_sigma_eV_A,
         velocity_seeds=[derived_seed(s, n_atoms, 2) for s in seeds],
+        log=log,
     )
     result = runner.run(resume=resume)
     schedule = runner.config.schedule
@@ -450,6 +473,42 @@ def _describe(records: Sequence[FailureRecord]) -> str:
     )
 
 
+def validate_inputs(
+    model: torch.nn.Module,
+    structure: Atoms,
+    reps_list: Sequence[Replication],
+    instances: int,
+    protocol: TfailProtocol,
+    seed: int,
+    force_sigma_eV_A: float | None,
+    checkpoint_every: int,
+) -> None:
+    """Everything that can be checked before a file is written (a refused call leaves nothing
+    behind, so the corrected call is not refused for a protocol that differs)."""
+    from legato.md.config import validate_config
+    from legato.md.forces import potential_r_max
+    from legato.md.runner import type_names_of
+    from legato.md.state import state_from_atoms
+
+    if seed < 0:
+        raise LegatoError(f"the first instance seed must be >= 0, got {seed}")
+    if force_sigma_eV_A is not None and not (math.isfinite(force_sigma_eV_A) and force_sigma_eV_A > 0):
+        raise LegatoError(
+            f"the training force sigma must be a positive number of eV/Å, got {force_sigma_eV_A}"
+        )
+    if checkpoint_every < 0:
+        raise LegatoError(f"the checkpoint interval must be >= 0 steps, got {checkpoint_every}")
+    validate_config(protocol.md_config(instances, checkpoint_every, progress=False))
+    try:
+        potential_r_max(model)
+    except ValueError as exc:
+        raise LegatoError(f"the model cannot run MD: {exc}") from None
+    box = replicate_box(structure, (1, 1, 1), protocol.perturb_A, 0)  # periodic, finite perturbation
+    state_from_atoms([box], type_names_of(model, [box]))  # atoms, masses, cell, species known
+    if len(reps_list) == 0:
+        raise LegatoError("no sizes given")
+
+
 def run_ensemble(
     model: torch.nn.Module | str | os.PathLike,
     structure: Atoms,
@@ -478,9 +537,13 @@ def run_ensemble(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LegatoError(f"--out {out} is not a directory")
+    validate_inputs(
+        model, structure, reps_list, instances, protocol, seed, force_sigma_eV_A, checkpoint_every
+    )
     sigma = force_sigma_eV_A if force_sigma_eV_A is not None else training_force_sigma(model)
     wanted = [seed + i for i in range(instances)]
     batches: list[dict] = []
+    ensure_writable_dir(out, "tfail output folder")
     with folder_lock(out):
         _check_record(
             out / "protocol.json",
@@ -516,7 +579,7 @@ def run_ensemble(
             )
             t0 = time.perf_counter()
             records, outliers, summary = run_batch(
-                model, structure, reps, todo, protocol, label, run_dir, sigma, checkpoint_every, progress
+                model, structure, reps, todo, protocol, label, run_dir, sigma, checkpoint_every, progress, log
             )
             wall = time.perf_counter() - t0
             table = read_failure_table(table_path) if table_path.exists() else FailureTable()
