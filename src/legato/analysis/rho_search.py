@@ -128,11 +128,12 @@ def write_rho_table(
         write_text_atomic(md_path, format_rho_markdown(rows), overwrite=True)
 
 
-def plot_rho(rows: list[dict], path: str | os.PathLike, budget: int | None = None) -> Path:
-    """t_failure vs ρ (log axis): mean ± s.e. and KM median with CI; Allegro as a band."""
-    from legato.analysis.plots import _save
+def rho_figure(rows: list[dict], budget: int | None = None) -> Figure:
+    """t_failure vs ρ (log axis, one labelled tick per ρ of the grid): mean ± s.e. and the
+    KM median with its CI drawn beside it at the same ρ; Allegro as a band."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    fig = Figure(figsize=(6.4, 4.4))
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     grid = sorted((r for r in rows if r["rho"] is not None), key=lambda r: r["rho"])
     if grid:
@@ -143,7 +144,7 @@ def plot_rho(rows: list[dict], path: str | os.PathLike, budget: int | None = Non
             x,
             mean,
             yerr=sem,
-            fmt="o-",
+            fmt="o-" if len(grid) > 1 else "o",
             color="#1f77b4",
             capsize=3,
             label="Legato: mean ± s.e. (censored at budget)",
@@ -155,7 +156,7 @@ def plot_rho(rows: list[dict], path: str | os.PathLike, budget: int | None = Non
             lo = np.array([r["median_lo"] for r in grid])[ok]
             hi = np.minimum(np.array([r["median_hi"] for r in grid])[ok], top)
             ax.errorbar(
-                x[ok] * 1.05,
+                x[ok] * 1.04,  # beside its ρ, well inside the gap to the next tick
                 med[ok],
                 yerr=[med[ok] - lo, np.maximum(hi - med[ok], 0)],
                 fmt="s",
@@ -165,6 +166,13 @@ def plot_rho(rows: list[dict], path: str | os.PathLike, budget: int | None = Non
                 label="Legato: KM median (95% CI)",
             )
         ax.set_xscale("log")
+        # one labelled tick per ρ; a lone ρ gets a factor-3 margin so that the median drawn
+        # beside it cannot be read as a second ρ
+        pad = 3.0 if len(grid) == 1 else 1.4
+        ax.set_xlim(x.min() / pad, x.max() * pad)
+        ax.xaxis.set_major_locator(FixedLocator(x.tolist()))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
     for r in rows:
         if r["rho"] is None:
             ax.axhline(r["mean"], color="#d62728", lw=1.2, label=f"{r['label']}: mean")
@@ -176,10 +184,16 @@ def plot_rho(rows: list[dict], path: str | os.PathLike, budget: int | None = Non
     ax.set_xlabel("SAM ρ")
     ax.set_ylabel("t_failure (NVE steps)")
     ax.set_title(f"SAM strength vs time-to-failure at N = {n0} (Table 1)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path, overwrite=True)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    return fig
+
+
+def plot_rho(rows: list[dict], path: str | os.PathLike, budget: int | None = None) -> Path:
+    """Table 1's figure as a PNG (see :func:`rho_figure`); replaces ``path``."""
+    from legato.analysis.plots import _save
+
+    return _save(rho_figure(rows, budget), path, overwrite=True)
 
 
 def run_rho_search(
