@@ -11,17 +11,30 @@ from pathlib import Path
 
 from legato.errors import LegatoError
 
+EXAMPLES = """\
+  legato md configs/md_quick.yaml
+  legato md configs/md_quick.yaml --resume --steps 1000
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="YAML MD config (see docs/md.md)")
-    parser.add_argument("--output", "-o", help="run directory (overrides output.directory)")
+    parser.add_argument("config", help="MD config file (YAML; see docs/md.md)")
+    parser.add_argument(
+        "--output",
+        "-o",
+        metavar="DIR",
+        help="output folder of the run, instead of the config's output.directory",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the run directory's checkpoint (steps may be raised)",
+        help="continue the run in the output folder from its last checkpoint, with the same model "
+        "and settings (only the number of steps may be raised)",
     )
-    parser.add_argument("--steps", type=int, help="total steps (overrides steps)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--steps", type=int, metavar="N", help="total number of MD steps, instead of the config's steps"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
 def _resolve(path: str, base: Path) -> Path:

@@ -37,38 +37,43 @@ FIT_COLUMNS = (
     "confidence",
     "time_unit",
 )
+EXAMPLES = """\
+  legato scaling runs/tfail_small/failures.csv --out runs/scaling_small
+"""
 SIZE_COLUMNS = ("model", "n_atoms", "n", "n_censored", "mean", "sem", "median", "median_lo", "median_hi")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "tables", nargs="+", metavar="TABLE.csv", help="failure table(s); rows of all tables are merged"
+        "tables", nargs="+", metavar="TABLE.csv", help="failure tables written by legato tfail (merged)"
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder of the fits and plots")
     parser.add_argument(
         "--time",
         choices=("steps", "fs"),
         default="steps",
-        help="time unit of the fits (default: steps, as in the paper)",
+        help="time unit of the fits: MD steps (as the paper) or fs",
     )
     parser.add_argument(
-        "--confidence", type=float, default=0.95, help="confidence level of all intervals (default 0.95)"
+        "--confidence", type=float, default=0.95, metavar="P", help="confidence level of all intervals"
     )
-    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--n-boot", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
     parser.add_argument(
         "--weibull-ci",
         choices=("profile", "bootstrap"),
         default="profile",
-        help="CI of the survival fits (default: profile likelihood)",
+        help="how the survival fits' intervals are computed: profile likelihood or bootstrap",
     )
     parser.add_argument(
         "--outliers",
         metavar="CSV",
         default=None,
-        help="force-outlier CSV (step, outliers, model[, run]) → Fig. 1",
+        help="force-outlier table (outliers.csv of legato tfail) to plot as the paper's Fig. 1",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files in --out")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files in the folder"
+    )
 
 
 def _num(x: float | None) -> float | None:

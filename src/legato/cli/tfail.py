@@ -13,77 +13,108 @@ import argparse
 
 from legato.errors import LegatoError
 
+EXAMPLES = (
+    "  legato tfail runs/small_legato/best_model.pt --structure data/nh3_liquid_gfn1.extxyz.gz "
+    "--sizes 1,1x1x2 --instances 4 --nvt-steps 200 --max-steps 500 --out runs/tfail_small\n"
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="saved legato model (best_model.pt of legato train)")
-    parser.add_argument("--structure", required=True, help="base box (any ASE-readable file)")
+    parser.add_argument("model", help="a model written by legato train (its best_model.pt)")
     parser.add_argument(
-        "--structure-index", type=int, default=0, help="frame of --structure to use (default 0)"
+        "--structure",
+        required=True,
+        metavar="FILE",
+        help="the base box: a periodic structure file ASE can read",
+    )
+    parser.add_argument(
+        "--structure-index", type=int, default=0, metavar="I", help="frame of --structure to use"
     )
     parser.add_argument(
         "--sizes",
         default="1,2,3",
-        help="replications: k (k×k×k copies) or AxBxC, comma-separated (default 1,2,3)",
+        help="box sizes, comma-separated: k for k×k×k copies of the base box, or AxBxC",
     )
-    parser.add_argument("--instances", type=int, default=10, help="instances per size (10)")
+    parser.add_argument("--instances", type=int, default=10, metavar="N", help="instances (seeds) per size")
+    parser.add_argument("--seed", type=int, default=0, help="the instances' seeds are SEED, SEED+1, ...")
+    parser.add_argument("--temperature-K", type=float, default=200.0, metavar="T", help="temperature in K")
+    parser.add_argument("--timestep-fs", type=float, default=2.5, metavar="DT", help="MD time step in fs")
     parser.add_argument(
-        "--seed", type=int, default=0, help="instance seeds are SEED, SEED+1, ... (default 0)"
-    )
-    parser.add_argument("--temperature-K", type=float, default=200.0)
-    parser.add_argument("--timestep-fs", type=float, default=2.5)
-    parser.add_argument(
-        "--nvt-steps", type=int, default=1000, help="Nosé–Hoover NVT steps before NVE (default 1000)"
+        "--nvt-steps", type=int, default=1000, metavar="N", help="Nosé–Hoover NVT steps before the NVE stage"
     )
     parser.add_argument(
         "--thermostat-tau-fs",
         type=float,
         default=None,
-        help="Nosé–Hoover time constant in fs (default: 100 timesteps, the paper's LAMMPS input)",
+        metavar="TAU",
+        help="Nosé–Hoover time constant in fs (default: 100 time steps, as the paper's LAMMPS input)",
     )
     parser.add_argument(
         "--max-steps",
         type=int,
         default=10000,
-        help="NVE step budget; runs alive after it are censored (10000)",
+        metavar="N",
+        help="NVE step budget; instances alive after it are recorded as censored",
     )
     parser.add_argument(
-        "--perturb-A", type=float, default=0.01, help="Gaussian displacement of every coordinate, Å (0.01)"
+        "--perturb-A",
+        type=float,
+        default=0.01,
+        metavar="SIGMA",
+        help="Gaussian displacement of every coordinate of the base box, in Å",
     )
     parser.add_argument(
-        "--check-every", type=int, default=10, help="steps between failure checks (10, as the public code)"
+        "--check-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="steps between failure checks (as the paper's code)",
     )
     parser.add_argument(
-        "--temperature-window-K", default="auto", help="LO,HI failure window, 'auto' = [T/2, 3T/2], or 'none'"
+        "--temperature-window-K",
+        default="auto",
+        metavar="LO,HI",
+        help="an instance fails when its temperature leaves LO,HI (in K); auto is [T/2, 3T/2], none disables",
     )
     parser.add_argument(
         "--min-distance-A",
         type=float,
         default=0.5,
-        help="closest-pair collapse threshold in Å; <= 0 disables (0.5)",
+        metavar="D",
+        help="an instance fails when two atoms come closer than D Å; 0 disables",
     )
     parser.add_argument(
         "--max-force-outliers",
         type=int,
         default=None,
-        help="fail when more atoms exceed outlier-sigma·σ (default: count only)",
+        metavar="N",
+        help="an instance fails when more than N atoms have a force beyond --outlier-sigma σ "
+        "(default: outliers are counted, not a failure)",
     )
-    parser.add_argument("--outlier-sigma", type=float, default=5.0)
+    parser.add_argument(
+        "--outlier-sigma",
+        type=float,
+        default=5.0,
+        metavar="K",
+        help="a force component beyond K σ is an outlier (σ: spread of the training forces)",
+    )
     parser.add_argument(
         "--force-sigma-eV-A",
         type=float,
         default=None,
-        help="σ of training force components (default: from the model's run)",
+        metavar="SIGMA",
+        help="σ of the training force components in eV/Å (default: from the model's training run)",
     )
     parser.add_argument(
         "--label",
         default=None,
-        help="model label in the table (default: the model file's name without extension)",
+        help="the model's name in the tables (default: the model file's name without extension)",
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder; rerunning continues it")
     parser.add_argument(
-        "--checkpoint-every", type=int, default=500, help="MD checkpoint interval in steps (500)"
+        "--checkpoint-every", type=int, default=500, metavar="N", help="steps between MD checkpoints"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
 def parse_window(text: str) -> tuple[float, float] | str | None:
