@@ -197,3 +197,61 @@ def test_training_mode_forces_are_differentiable() -> None:
     loss.backward()
     grads = [p.grad for p in model.two_body.parameters()]
     assert all(gr is not None and torch.isfinite(gr).all() and gr.abs().sum() > 0 for gr in grads)
+
+
+# ---------------------------------------------------------------- graphs without edges
+def test_lone_atom_has_its_shift_and_no_force(dtype) -> None:
+    from ase import Atoms
+
+    model = small_model(dtype)  # shifts (-1.5, -3.0) for (H, N)
+    for symbol, shift in (("H", -1.5), ("N", -3.0)):
+        for pbc, cell in ((False, None), (True, np.eye(3) * 20.0)):
+            atoms = Atoms(symbol, positions=[[0.3, -0.2, 1.0]], cell=cell, pbc=pbc)
+            out = evaluate(model, atoms)
+            assert out["energy"][0] == pytest.approx(shift, abs=1e-6)
+            assert out["atomic_energy"].tolist() == pytest.approx([shift], abs=1e-6)
+            assert np.all(out["forces"] == 0.0) and np.all(out["stress"] == 0.0)
+            assert np.all(out["virial"] == 0.0)
+
+
+def test_isolated_atom_beside_a_molecule_adds_only_its_shift(dtype) -> None:
+    from ase import Atoms
+
+    model = small_model(dtype)
+    mol = Atoms("NHHH", positions=[[0, 0, 0], [1.0, 0, 0], [-0.3, 0.95, 0], [-0.3, -0.3, 0.9]])
+    lone = Atoms("N", positions=[[12.0, 0, 0]])  # far beyond r_max = 3.5 Å
+    both = evaluate(model, mol + lone)
+    parts = [evaluate(model, mol), evaluate(model, lone)]
+    tol = TOL[dtype]
+    np.testing.assert_allclose(both["energy"], parts[0]["energy"] + parts[1]["energy"], **tol)
+    np.testing.assert_allclose(both["forces"][:4], parts[0]["forces"], **tol)
+    assert np.all(both["forces"][4] == 0.0)
+    # several atoms, all farther apart than r_max: the sum of their shifts
+    gas = Atoms("HNH", positions=[[0, 0, 0], [5, 0, 0], [0, 6, 0]])
+    assert evaluate(model, gas)["energy"][0] == pytest.approx(-6.0, abs=1e-6)
+    # batched with a molecule: each frame as alone
+    g = [atoms_to_graph(a, model.type_names, model.r_max, dtype) for a in (lone, mol)]
+    out = model(collate(g))
+    np.testing.assert_allclose(out["energy"].detach().double().numpy(), [-3.0, parts[0]["energy"][0]], **tol)
+
+
+def test_structure_without_atoms_is_a_clear_error() -> None:
+    from ase import Atoms
+
+    from legato.errors import LegatoError
+
+    model = small_model(torch.float64)
+    with pytest.raises(LegatoError, match="the structure has no atoms"):
+        evaluate(model, Atoms())
+
+
+@pytest.mark.parametrize("graph_dtype", [torch.float32, torch.float64])
+def test_graph_dtype_is_cast_to_the_model_dtype(dtype, graph_dtype) -> None:
+    model = small_model(dtype)
+    atoms = random_atoms(8, seed=4)
+    ref = evaluate(model, atoms)
+    out = model(atoms_to_graph(atoms, model.type_names, model.r_max, graph_dtype))
+    assert out["forces"].dtype == dtype and out["energy"].dtype == dtype
+    tol = TOL[torch.float32 if torch.float32 in (dtype, graph_dtype) else torch.float64]
+    np.testing.assert_allclose(out["energy"].detach().double().numpy(), ref["energy"], **tol)
+    np.testing.assert_allclose(out["forces"].detach().double().numpy(), ref["forces"], **tol)

@@ -129,8 +129,25 @@ class Allegro(nn.Module):
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if torch.jit.is_scripting():  # TorchScript hosts run with grad mode on
             return self.compute(data)
+        data = self._checked_input(data)
         with torch.enable_grad():  # forces need autograd even under torch.no_grad()
             return self.compute(data)
+
+    @torch.jit.unused
+    def _checked_input(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Reject an empty graph; give float inputs the model's dtype (a float64 graph into a
+        float32 model and the reverse both work)."""
+        from legato.errors import LegatoError
+
+        if data["pos"].shape[0] == 0:
+            raise LegatoError("the structure has no atoms: a model needs at least one atom")
+        dtype = self.energy_shift.dtype
+        if all(data[k].dtype == dtype for k in ("pos", "cell", "edge_cell_shift")):
+            return data
+        data = dict(data)
+        for k in ("pos", "cell", "edge_cell_shift"):
+            data[k] = data[k].to(dtype)
+        return data
 
     def compute(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # keys are literals (see legato.data.keys) so the TorchScript file is standalone
@@ -256,7 +273,8 @@ class Allegro(nn.Module):
             zip(self.env_embed, self.tps, self.linears, self.latents)
         ):
             # [n_edges, g, m, n_irreps] → [n_edges, g, d_sh, m]
-            w = env_mlp(x).reshape(n_edges, -1, m, self.n_sh_irreps).transpose(2, 3)
+            n_groups = 2 if k == 0 else 1  # layer 0 also embeds the initial features V_ij
+            w = env_mlp(x).reshape(n_edges, n_groups, m, self.n_sh_irreps).transpose(2, 3)
             w = w.index_select(2, self.sh_component_irrep)
             if k == 0:
                 v = w[:, 1] * y_c  # [n_edges, d_sh, m]
@@ -272,7 +290,7 @@ class Allegro(nn.Module):
             else:
                 invariants = out  # the last layer has 0e outputs only
             # invariants in (channel, path) order: [n_edges, m·n_scalars]
-            scalars = invariants.transpose(1, 2).reshape(n_edges, -1)
+            scalars = invariants.transpose(1, 2).reshape(n_edges, m * self.n_scalars[k])
             x_new = latent(torch.cat([x, scalars], dim=1)) * u
             if self.latent_resnet:
                 x = coef_old[k] * x + coef_new[k] * x_new
