@@ -70,16 +70,21 @@ class FaultInjector(torch.nn.Module):
         self._at_call, self._magnitude, self._duration = at_call, magnitude, duration
         self.r_max = inner.r_max
         self._calls = 0
-        self.seen_unusable = False  # whether non-finite or absurd positions ever reached it
+        self._seen_unusable = False
 
     @property
     def calls(self) -> int:
         return self._calls
 
+    @property
+    def seen_unusable(self) -> bool:
+        """Whether non-finite or absurd (> 1e6 Å) positions ever reached this potential."""
+        return self._seen_unusable
+
     def forward(self, graph):
         self._calls += 1
         pos = graph[K.POSITIONS]
-        self.seen_unusable |= not bool(torch.isfinite(pos).all()) or float(pos.abs().max()) > 1.0e6
+        self._seen_unusable |= not bool(torch.isfinite(pos).all()) or float(pos.abs().max()) > 1.0e6
         active = self._at_call <= self._calls < self._at_call + self._duration
         counts = graph[K.NUM_ATOMS].tolist()
         if self._kind == "raise" and active and self._n_atoms in counts:
