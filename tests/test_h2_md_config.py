@@ -35,7 +35,7 @@ BASE = {"structure": "x.extxyz", "reference_potential": {"kind": "lennard_jones"
         ({"checks": {"temperature_window_K": [300.0, 100.0]}}, r"0 <= LO < HI, got \[300.0, 100.0\]"),
         ({"checks": {"temperature_window_K": [100.0, 100.0]}}, "0 <= LO < HI"),
         ({"checks": {"temperature_window_K": [-10.0, 100.0]}}, "0 <= LO < HI"),
-        ({"checks": {"temperature_window_K": [100.0, float("inf")]}}, "finite number"),
+        ({"checks": {"temperature_window_K": [100.0, float("inf")]}}, r"0 <= LO < HI, got \[100.0, inf\]"),
         (
             {"temperature_K": 0.0, "schedule": [{"ensemble": "nve"}]},
             "'auto' is \\[T/2, 3T/2\\] and needs temperature_K > 0",

@@ -5,10 +5,11 @@ Unknown keys are errors that name the nearest valid key. See docs/md.md for ever
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from legato.config_file import read_yaml_mapping, validate_model
 
@@ -60,6 +61,15 @@ class ChecksConfig(_Strict):
     max_force_outliers: int | None = Field(default=None, ge=0)  # null: count only
     min_distance_A: float | None = Field(default=0.5, ge=0)
     max_drift_eV_per_atom: float | None = Field(default=None, gt=0)
+
+    @field_validator("temperature_window_K", mode="before")
+    @classmethod
+    def _window(cls, w: object) -> object:
+        if isinstance(w, (list, tuple)) and len(w) == 2 and all(isinstance(x, (int, float)) for x in w):
+            lo, hi = float(w[0]), float(w[1])
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+                raise ValueError(f"must be [LO, HI] with 0 <= LO < HI, got {[lo, hi]}")
+        return w
 
 
 class OutputConfig(_Strict):
@@ -132,8 +142,6 @@ class MDConfig(_Strict):
                 "checks.temperature_window_K 'auto' is [T/2, 3T/2] and needs temperature_K > 0; "
                 "give LO,HI or null"
             )
-        if isinstance(w, tuple) and not 0 <= w[0] < w[1]:
-            raise ValueError(f"checks.temperature_window_K must be [LO, HI] with 0 <= LO < HI, got {list(w)}")
 
     def stage_bounds(self) -> list[tuple[int, int]]:
         """[start, end) step of each stage; stages past ``steps`` are cut."""
