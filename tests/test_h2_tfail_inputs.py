@@ -165,6 +165,7 @@ def test_cli_bad_inputs_leave_no_folder(tmp_path, capsys):
         (["--temperature-window-K", "300,100"], "0 <= LO < HI"),
         (["--temperature-window-K", "hot"], "--temperature-window-K must be LO,HI, auto or none"),
         (["--outlier-sigma", "-1"], "outlier_sigma must be > 0"),
+        (["--min-distance-A", "nan"], "min_distance must be >= 0 Å or none, got nan"),
         (["--checkpoint-every", "-5"], "checkpoint interval must be >= 0"),
         (["--seed", "-1"], "seed must be >= 0"),
         (["--instances", "0"], "at least one instance"),

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         perturb_A=args.perturb_A,
         check_every=args.check_every,
         temperature_window_K=parse_window(args.temperature_window_K),
-        min_distance_A=args.min_distance_A if args.min_distance_A > 0 else None,
+        min_distance_A=None if args.min_distance_A <= 0 else args.min_distance_A,  # NaN: refused
         max_force_outliers=args.max_force_outliers,
         outlier_sigma=args.outlier_sigma,
     )
