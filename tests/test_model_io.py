@@ -60,7 +60,7 @@ def _saved(model, tmp_path):
 def test_load_rejects_non_model(tmp_path) -> None:
     bad = tmp_path / "x.pt"
     bad.write_text("not a model")
-    with pytest.raises(LegatoError, match="cannot read model file"):
+    with pytest.raises(LegatoError, match="it is not a file written by legato"):
         legato.load_model(bad)
     with pytest.raises(LegatoError, match="not found"):
         legato.load_model(tmp_path / "missing.pt")
@@ -152,3 +152,84 @@ def test_paper_model_on_shared_box(shared_box) -> None:
     assert torch.isfinite(out["forces"]).all()
     # the total force of a periodic system vanishes (Newton's third law, edge by edge)
     assert out["forces"].double().sum(0).abs().max() < 1e-3
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "model.pt"
+    legato.save_model(small_model(torch.float32), path)
+    return path
+
+
+def truncated(src, dst):
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda src, p: p.write_bytes(b""), "the file is empty"),
+        (lambda src, p: p.write_text("energy forces\n1 2 3\n"), "it is not a file written by legato"),
+        (truncated, "the file is truncated or incomplete"),
+        (lambda src, p: export_torchscript(legato.load_model(src), p), "it is a deployed TorchScript file"),
+        (lambda src, p: torch.save({"weights": [1, 2]}, p), "is not a legato model file"),
+        (lambda src, p: torch.save({"format": "legato-checkpoint-v1"}, p), "is a training checkpoint"),
+        (lambda src, p: p.mkdir(), "is a folder, not a model file"),
+    ],
+    ids=["empty", "text", "truncated", "torchscript", "other-torch", "checkpoint", "folder"],
+)
+def test_load_model_says_what_is_wrong(saved_model, tmp_path, make, message) -> None:
+    path = tmp_path / "given.pt"
+    make(saved_model, path)
+    with pytest.raises(LegatoError, match=message) as exc:
+        legato.load_model(path)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_load_model_on_cuda_without_a_gpu(saved_model, monkeypatch, device) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LegatoError) as exc:
+        legato.load_model(saved_model, map_location=device)
+    assert str(exc.value) == f"CUDA is not available on this machine (device '{device}' requested)"
+    with pytest.raises(LegatoError, match="unknown device 'gpu'"):
+        legato.load_model(saved_model, map_location="gpu")
+
+
+def test_deploy_cli_is_quiet_and_checks_its_output_first(saved_model, tmp_path, readonly_dir, capfd) -> None:
+    from legato.cli.main import main
+
+    out = tmp_path / "deployed.pth"
+    assert main(["deploy", str(saved_model), str(out)]) == 0
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out.startswith(f"wrote {out} (")
+    assert len(captured.out.splitlines()) == 1
+    before = out.read_bytes()
+    assert main(["deploy", str(saved_model), str(out)]) == 2
+    assert capfd.readouterr().err == f"error: {out} exists; refusing to overwrite it\n"
+    assert out.read_bytes() == before
+    # an unwritable output is reported before the model is even read
+    assert main(["deploy", str(tmp_path / "no_model.pt"), str(readonly_dir / "x.pth")]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("error: cannot write to folder of output file") and err.count("\n") == 1
+    # the deployed file handed back to legato: a clear line
+    assert main(["evaluate", str(out), str(tmp_path / "data.xyz")]) == 2
+    assert "it is a deployed TorchScript file" in capfd.readouterr().err
+
+
+def test_torchscript_and_calculator_on_a_lone_atom(saved_model, tmp_path) -> None:
+    from ase import Atoms
+
+    model = legato.load_model(saved_model)
+    path = tmp_path / "deployed.pth"
+    export_torchscript(model, path)
+    scripted = torch.jit.load(str(path))
+    atoms = Atoms("N", positions=[[1.0, 2.0, 3.0]])
+    g = atoms_to_graph(atoms, model.type_names, model.r_max, torch.float32)
+    out = scripted(g)
+    shift = float(model.energy_shift[1])
+    assert float(out["energy"][0]) == pytest.approx(shift) and bool((out["forces"] == 0).all())
+    atoms.calc = LegatoCalculator(model)
+    assert atoms.get_potential_energy() == pytest.approx(shift)
+    assert (atoms.get_forces() == 0).all()

@@ -104,7 +104,8 @@ class Allegro(nn.Module):
         self.tps = nn.ModuleList()
         self.linears = nn.ModuleList()
         self.latents = nn.ModuleList()
-        self.n_scalars: list[int] = []
+        # scalar outputs per layer (a non-empty list: TorchScript infers List[int] from it)
+        self.n_scalars = [self.paths.n_scalars(k) for k in range(self.num_layers)]
         for k in range(self.num_layers):
             n_env = self.mul * self.n_sh_irreps * (2 if k == 0 else 1)
             self.env_embed.append(ScaledMLP([d_latent] + env_hidden + [n_env]))
@@ -115,7 +116,6 @@ class Allegro(nn.Module):
             outs_k = self.paths.outputs[k]
             if outs_k[0] != (0, 1) or (k == self.num_layers - 1 and list(outs_k) != [(0, 1)]):
                 raise ValueError(f"layer {k} must output scalars first (got {outs_k})")
-            self.n_scalars.append(n_s)
             self.latents.append(
                 ScaledMLP([d_latent + self.mul * n_s] + [int(d) for d in latent_mlp_latent_dimensions])
             )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import contextlib
+import warnings
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from legato.errors import LegatoError
+from legato.fileio import atomic_save, atomic_torch_save
 from legato.models.allegro import Allegro
 from legato.models.config import DATA_DERIVED, check_hparams
 
@@ -51,25 +54,11 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
     return next(model.parameters()).dtype
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_model(model: Allegro, path: str | Path, extra: dict[str, Any] | None = None) -> None:
     """One file: weights, hyperparameters, type names, r_max, dtype, package version."""
     from legato import __version__
 
-    atomic_save(
+    atomic_torch_save(
         {
             "format": FORMAT,
             "legato_version": __version__,
@@ -84,20 +73,74 @@ def save_model(model: Allegro, path: str | Path, extra: dict[str, Any] | None = 
     )
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device; an unknown name or an absent GPU is one LegatoError line."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise LegatoError(f"unknown device '{device}' (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LegatoError(f"CUDA is not available on this machine (device '{device}' requested)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            n = torch.cuda.device_count()
+            raise LegatoError(f"device '{device}' requested, but this machine has {n} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise LegatoError(f"MPS is not available on this machine (device '{device}' requested)")
+    return dev
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why ``path`` cannot be a file written by ``torch.save``, judged from its bytes (None: it
+    looks like one). Names deployed TorchScript files, empty and truncated files."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes zip archives
+        return None if head[:1] == b"\x80" else "it is not a file written by legato (not a torch file)"
+    if not zipfile.is_zipfile(path):
+        return "the file is truncated or incomplete (was it still being written or copied?)"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "the file is truncated or incomplete (was it still being written or copied?)"
+    if any("/code/__torch__/" in n or n.endswith("/constants.pkl") for n in names):
+        return (
+            "it is a deployed TorchScript file (written by legato deploy) for MD engines and "
+            "torch.jit.load; use the original model file (e.g. the run's best_model.pt) here"
+        )
+    return None
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Allegro:
     """Load a model written by :func:`save_model` (in eval mode)."""
     path = Path(path)
+    if path.is_dir():
+        raise LegatoError(f"{path} is a folder, not a model file")
     if not path.is_file():
         raise LegatoError(f"model file not found: {path}")
+    device = check_device(map_location)
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise LegatoError(f"cannot load model {path}: {reason}")
     try:
-        blob = torch.load(path, map_location=map_location, weights_only=False)
+        blob = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise LegatoError(f"cannot read model file {path}: {type(exc).__name__}") from None
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LegatoError(f"cannot read model file {path}: {msg}") from None
+    if isinstance(blob, dict) and blob.get("format") == "legato-checkpoint-v1":
+        raise LegatoError(
+            f"{path} is a training checkpoint, not a model: use best_model.pt or last_model.pt "
+            "of the run folder"
+        )
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise LegatoError(f"{path} is not a legato model file (use legato.save_model)")
     model = Allegro(**blob["hparams"]).to(_dtype(blob["dtype"]))
     model.load_state_dict(blob["state_dict"])
-    model.to(map_location)
+    model.to(device)
     model.extra = blob.get("extra", {})
     return model.eval()
 
@@ -112,7 +155,8 @@ def export_torchscript(model: Allegro, path: str | Path) -> None:
     from legato import __version__
 
     model = model.eval()
-    scripted = torch.jit.script(model)
+    with _quiet_torchscript():
+        scripted = torch.jit.script(model)
     meta = {
         "type_names": list(model.type_names),
         "r_max": model.r_max,
@@ -120,8 +164,18 @@ def export_torchscript(model: Allegro, path: str | Path) -> None:
         "legato_version": __version__,
         "hparams": model.hparams,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.jit.save(scripted, str(tmp), _extra_files={"legato_metadata.json": json.dumps(meta)})
-    os.replace(tmp, path)
+    extra = {"legato_metadata.json": json.dumps(meta)}
+    with _quiet_torchscript():
+        atomic_save(path, lambda fh: torch.jit.save(scripted, fh, _extra_files=extra))
+
+
+@contextlib.contextmanager
+def _quiet_torchscript() -> Iterator[None]:
+    """Silence TorchScript's messages addressed to library authors, not to the user: its
+    deprecation notice and its advice on attribute annotations inside modules."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
+        )
+        warnings.filterwarnings("ignore", message="The TorchScript type system", category=UserWarning)
+        yield

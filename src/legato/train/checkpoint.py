@@ -68,10 +68,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "there is nothing to resume: start it again with legato train CONFIG.yaml, which moves "
             "this folder aside"
         )
+    from legato.models.io import unreadable_reason
+
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise LegatoError(f"cannot read checkpoint {path}: {reason}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise LegatoError(f"cannot read checkpoint {path}: {type(exc).__name__}") from None
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LegatoError(f"cannot read checkpoint {path}: {msg}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise LegatoError(f"{path} is not a legato training checkpoint")
     return state
