@@ -195,6 +195,8 @@ def test_load_model_on_cuda_without_a_gpu(saved_model, monkeypatch, device) -> N
     assert str(exc.value) == f"CUDA is not available on this machine (device '{device}' requested)"
     with pytest.raises(LegatoError, match="unknown device 'gpu'"):
         legato.load_model(saved_model, map_location="gpu")
+    with pytest.raises(LegatoError, match="CUDA is not available on this machine"):
+        LegatoCalculator(saved_model, device=device)
 
 
 def test_deploy_cli_is_quiet_and_checks_its_output_first(saved_model, tmp_path, readonly_dir, capfd) -> None:

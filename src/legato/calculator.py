@@ -11,14 +11,15 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from legato.data import atoms_to_graph, to_device
 from legato.models import Allegro, load_model
-from legato.models.io import model_dtype
+from legato.models.io import check_device, model_dtype
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/"auto" → CUDA when available, else CPU; otherwise the device asked for."""
+    """``None``/"auto" → CUDA when available, else CPU; otherwise the device asked for (an
+    unknown name or an absent GPU is a LegatoError)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return check_device(device)
 
 
 class LegatoCalculator(Calculator):
