@@ -182,7 +182,8 @@ class MDRunner:
             if resume:
                 return True
             raise LegatoError(
-                f"output directory {self.dir} is not empty; resume it or choose another directory"
+                f"output directory {self.dir} is not empty (it holds an MD run with a checkpoint); "
+                "continue it with --resume or choose another directory"
             )
         if (self.dir / RESOLVED_CONFIG).exists():
             moved = move_aside(self.dir, "incomplete")
@@ -191,7 +192,7 @@ class MDRunner:
             return False
         if any(self.dir.iterdir()):
             raise LegatoError(
-                f"output directory {self.dir} is not empty; resume it or choose another directory"
+                f"output directory {self.dir} is not empty and holds no MD run; choose another directory"
             )
         return False
 
