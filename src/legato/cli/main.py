@@ -65,7 +65,7 @@ def build_parser(commands: dict[str, tuple[str, str]]) -> argparse.ArgumentParse
 
     parser = argparse.ArgumentParser(
         prog="legato",
-        description=__doc__.splitlines()[0],
+        description="legato: robust neural-network molecular dynamics (Allegro / Allegro-Legato).",
         epilog="Run 'legato COMMAND --help' for a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"legato {__version__}")
