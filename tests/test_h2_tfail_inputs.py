@@ -40,10 +40,10 @@ def _contender(out: str, start: float, hold_s: float, queue) -> None:
 
 def test_racing_processes_exactly_one_holds_the_lock(tmp_path):
     ctx = mp.get_context("fork")
-    for trial in range(4):
+    for trial in range(5):
         out, queue = tmp_path / f"t{trial}", ctx.Queue()
         start = time.time() + 0.3
-        procs = [ctx.Process(target=_contender, args=(str(out), start, 0.4, queue)) for _ in range(4)]
+        procs = [ctx.Process(target=_contender, args=(str(out), start, 0.4, queue)) for _ in range(6)]
         for p in procs:
             p.start()
         results = [queue.get(timeout=20) for _ in procs]
