@@ -7,8 +7,8 @@ import argparse
 from legato.errors import LegatoError
 
 EXAMPLES = """\
-  legato train configs/train_small_legato.yaml --max-epochs 5 --run-dir runs/try_legato
-  legato train --resume runs/try_legato --max-epochs 10
+  legato train configs/train_small_legato.yaml
+  legato train --resume runs/small_legato --max-time-minutes 40
 """
 
 #: command-line names of the training settings the options override

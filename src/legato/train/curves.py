@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from legato.train.checkpoint import atomic_write_text
+from legato.fileio import atomic_save, atomic_write_text
 
 
 class CsvLog:
@@ -107,7 +107,7 @@ def plot_learning_curves(csv_path: str | Path, png_path: str | Path, title: str 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = Path(png_path).with_name(f".{Path(png_path).name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        atomic_save(png_path, lambda fh: fig.savefig(fh, dpi=110, format="png"))
+    finally:
+        plt.close(fig)

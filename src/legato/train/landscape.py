@@ -15,11 +15,10 @@ share those parts. Normalisation of d:
 from __future__ import annotations
 
 import csv
-import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from legato.data.graph import Graph
 from legato.errors import LegatoError
+from legato.fileio import atomic_save
 from legato.train.evaluation import dataset_loss, frozen_parameters
 from legato.train.loss import LossSpec
 
@@ -89,14 +89,15 @@ def loss_curve(
 
 
 def write_csv(path: str | Path, ts: np.ndarray, curves: dict[str, np.ndarray]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    """One row per t: t and the loss of every curve."""
+
+    def write(fh: IO) -> None:
         w = csv.writer(fh)
         w.writerow(["t", *[f"loss_{k}" for k in curves]])
         for i, t in enumerate(ts):
             w.writerow([f"{t:.6g}", *[f"{c[i]:.10g}" for c in curves.values()]])
-    os.replace(tmp, path)
+
+    atomic_save(path, write, binary=False)
 
 
 def plot(path: str | Path, ts: np.ndarray, curves: dict[str, np.ndarray], title: str) -> None:
@@ -115,8 +116,7 @@ def plot(path: str | Path, ts: np.ndarray, curves: dict[str, np.ndarray], title:
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_save(path, lambda fh: fig.savefig(fh, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
