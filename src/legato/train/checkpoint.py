@@ -27,6 +27,7 @@ __all__ = [
     "FORMAT",
     "atomic_torch_save",
     "atomic_write_text",
+    "check_new_run_folder",
     "finite_json",
     "load_checkpoint",
     "rng_state",
@@ -96,3 +97,20 @@ def _finite(obj: Any) -> Any:
 def finite_json(obj: Any, indent: int | None = 1) -> str:
     """JSON text of ``obj`` with NaN and infinities written as ``null`` (valid JSON)."""
     return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
+def check_new_run_folder(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds an unfinished start (to be moved aside); raise if it holds a
+    run that can be resumed or files that are not a legato run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LegatoError(f"run folder {run_dir} exists and is not a folder")
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return False
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise LegatoError(
+            f"run folder {run_dir} already holds a run (continue it with legato train --resume "
+            f"{run_dir}, or pick another run_dir)"
+        )
+    if not (run_dir / "config.yaml").is_file():
+        raise LegatoError(f"run folder {run_dir} is not empty and holds no legato run; pick another run_dir")
+    return True

@@ -162,7 +162,7 @@ class Trainer:
         cfg = config if isinstance(config, TrainConfig) else load_config(config)
         cfg = cfg.model_copy(deep=True)
         run_dir = Path(cfg.run_dir).expanduser().resolve()
-        unfinished = _check_run_folder(run_dir)
+        unfinished = ckpt.check_new_run_folder(run_dir)
         # checked before any work; folders made here are removed again if the start fails
         made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
         ensure_writable_dir(run_dir.parent if unfinished else run_dir, "run folder")
@@ -572,23 +572,6 @@ class Trainer:
             what = f"model: {self.run_dir / 'last_model.pt'}"
         tqdm.write(f"stopped after epoch {self.epoch} ({self.stop_reason}); {what}")
         return summary
-
-
-def _check_run_folder(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds an unfinished start (to be moved aside); raise if it holds a
-    run that can be resumed or files that are not a legato run."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise LegatoError(f"run folder {run_dir} exists and is not a folder")
-    if not run_dir.exists() or not any(run_dir.iterdir()):
-        return False
-    if (run_dir / ckpt.CHECKPOINT_NAME).exists():
-        raise LegatoError(
-            f"run folder {run_dir} already holds a run (continue it with legato train --resume "
-            f"{run_dir}, or pick another run_dir)"
-        )
-    if not (run_dir / "config.yaml").is_file():
-        raise LegatoError(f"run folder {run_dir} is not empty and holds no legato run; pick another run_dir")
-    return True
 
 
 def train(config: TrainConfig | dict | str | Path) -> dict[str, Any]:
