@@ -148,3 +148,26 @@ def test_summary_is_valid_json_and_last_line_names_a_written_file(emt_data, tmp_
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.endswith(f"model: {run / 'last_model.pt'}") and (run / "last_model.pt").is_file()
     assert not (run / "best_model.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "yaml_value, key, expected",
+    [
+        ("-1.0", "r_max", "Input should be greater than 0 (got -1.0)"),
+        ("four", "r_max", "Input should be a valid number (got 'four')"),
+        (".nan", "r_max", "Input should be a finite number (got nan)"),
+        (".inf", "r_max", "Input should be a finite number (got inf)"),
+        ("0", "num_bessel", "Input should be greater than or equal to 1 (got 0)"),
+        ("0", "avg_num_neighbors", "Input should be greater than 0 (got 0)"),
+        ("-2.5", "avg_num_neighbors", "Input should be greater than 0 (got -2.5)"),
+        ("1.7", "num_layers", "Input should be a valid integer (got 1.7)"),
+        ("one", "l_max", "Input should be a valid integer (got 'one')"),
+    ],
+)
+def test_bad_model_values_through_the_cli(emt_data, tmp_path, capsys, yaml_value, key, expected):
+    data = tiny(emt_data, tmp_path / "run")
+    data["model"][key] = yaml.safe_load(yaml_value)  # as YAML reads it from a file
+    path = write_yaml(tmp_path / "c.yaml", data)
+    err = one_error_line(capsys, main(["train", str(path)]), expected)
+    assert err.strip() == f"error: {path}: invalid value for 'model.{key}': {expected}"
+    assert not (tmp_path / "run").exists()
