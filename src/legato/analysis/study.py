@@ -516,7 +516,10 @@ class Study:
         grid = [r for r in rows if r["rho"] is not None and r["rho"] in cfg.rho_grid]
         best = max(grid, key=lambda r: r["mean"])["rho"] if grid else None
         chosen = cfg.legato_rho if cfg.legato_rho is not None else best
-        self.log(f"  best rho of the grid by mean t_failure: {best}; Legato uses rho={chosen}")
+        if grid:
+            self.log(f"  best rho of the grid by mean t_failure: {best:g}; Legato uses rho={chosen:g}")
+        else:
+            self.log(f"  no rho grid: Legato uses the configured rho={chosen:g}")
         return {"rows": rows, "best_rho": best, "legato_rho": chosen}
 
     def legato_rho(self) -> float:

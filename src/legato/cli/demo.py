@@ -24,8 +24,9 @@ EXAMPLES = """\
   legato demo --out runs/demo_quick --quick
 """
 
-#: wall times measured on this project's 2-core machine (OMP_NUM_THREADS=1, 2 workers)
-MEASURED = {"full": "about 12 minutes", "quick": "about 2 minutes"}
+#: wall times measured on this project's 2-core machine shared with other jobs (load average
+#: about 4; OMP_NUM_THREADS=1, 2 workers): 288 s and 67 s
+MEASURED = {"full": "about 5 minutes", "quick": "about a minute"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
