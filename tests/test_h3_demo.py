@@ -145,3 +145,28 @@ def test_every_cli_help_names_an_example_and_documents_every_option():
         assert "`" not in text
         for action in parser._actions:
             assert action.help, f"{name}: {action.dest} has no help"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--workers", "0"], "error: --workers must be >= 1"),
+        (["--threads", "0"], "error: --threads must be >= 1, got 0"),
+        (["--data", "no/such/file.extxyz"], "error: data file not found: no/such/file.extxyz"),
+    ],
+)
+def test_demo_bad_options_give_one_error_line(extra, message, tmp_path, capsys):
+    from legato.cli.main import main
+
+    assert main(["demo", "--out", str(tmp_path / "d"), "--quick", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [message]
+    assert not (tmp_path / "d").exists()  # nothing written
+
+
+def test_demo_into_a_read_only_folder_is_one_error_line(readonly_dir, capsys):
+    from legato.cli.main import main
+
+    assert main(["demo", "--out", str(readonly_dir / "d"), "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot") and "study folder" in err[0]

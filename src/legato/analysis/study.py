@@ -43,7 +43,7 @@ from legato.analysis.study_config import (
     validate_study_config,
 )
 from legato.errors import LegatoError
-from legato.fileio import atomic_save, move_aside
+from legato.fileio import atomic_save, ensure_writable_dir, move_aside
 
 STAGES = ("data", "train", "rho", "tfail", "scaling", "errors", "sharpness", "landscape", "report")
 ALLEGRO = "allegro"
@@ -295,7 +295,7 @@ class Study:
                 )
         elif self.out.exists() and any(self.out.iterdir()):
             raise LegatoError(f"{self.out} exists and is not a study folder; choose another --out")
-        self.out.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(self.out, "study folder")
         if not saved.exists():
             _write_text(saved, text)
         self.state: dict[str, Any] = (
