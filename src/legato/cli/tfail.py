@@ -15,7 +15,8 @@ from legato.errors import LegatoError
 
 EXAMPLES = (
     "  legato tfail runs/small_legato/best_model.pt --structure data/nh3_liquid_gfn1.extxyz.gz "
-    "--sizes 1,1x1x2 --instances 4 --nvt-steps 200 --max-steps 500 --out runs/tfail_small\n"
+    "--sizes 1,1x1x2 --instances 4 --nvt-steps 200 --max-steps 500 "
+    "--label small_legato --out runs/tfail_small\n"
 )
 
 
