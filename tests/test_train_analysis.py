@@ -89,7 +89,7 @@ def test_sharpness_of_exact_quadratic():
     res = sharpness(model, batches, spec, rho, 400, "mean", "gaussian", progress=False)
     assert abs(res.value - c * rho**2) < 4 * res.stderr
     assert res.stderr == pytest.approx(c * rho**2 * math.sqrt(2 / 400), rel=0.25)
-    assert float(model.k) == K_TRUE  # weights restored exactly
+    assert float(model.k.detach()) == K_TRUE  # weights restored exactly
 
 
 def test_landscape_of_exact_quadratic_and_directions():
