@@ -18,6 +18,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from legato.nn.exact import ExactConstants
+
 Irrep = tuple[int, int]  # (l, parity)
 Path = tuple[Irrep, Irrep, Irrep]  # (feature irrep, environment irrep, output irrep)
 
@@ -122,7 +124,7 @@ def output_groups(paths: Sequence[Path]) -> list[tuple[Irrep, int]]:
     return [(ir, out_order.count(ir)) for ir in dict.fromkeys(out_order)]
 
 
-class ChannelwiseTP(nn.Module):
+class ChannelwiseTP(ExactConstants):
     """out[e,k,u] = Σ_ab V[e,a,u] Γ[e,b,u] C[a,b,k] for all paths at once (no weights).
 
     Features are laid out ``[n_edges, component, channel]`` (channels innermost, so the
@@ -130,7 +132,8 @@ class ChannelwiseTP(nn.Module):
     ``paths`` must be sorted by output irrep; the output components are grouped by output
     irrep and, within a group of ``n_p`` paths of dimension ``d``, ordered component-major
     (column ``c·n_p + j`` for component c of path j). Scalar (0e) paths come first, so
-    ``out[:, :n_scalars]`` are the invariants.
+    ``out[:, :n_scalars]`` are the invariants. The coupling is computed in float64 and kept
+    exact in the module's dtype through conversions (see :class:`ExactConstants`).
     """
 
     def __init__(self, in1: Sequence[Irrep], in2: Sequence[Irrep], paths: Sequence[Path]) -> None:
@@ -154,6 +157,7 @@ class ChannelwiseTP(nn.Module):
         coupling_t = coupling.reshape(d1 * d2, dout).T.contiguous()
         # a constant of the irreps: not saved (earlier files held ``coupling``)
         self.register_buffer("coupling_t", coupling_t.to(torch.get_default_dtype()), persistent=False)
+        self._set_exact("coupling_t", coupling_t)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         state_dict.pop(prefix + "coupling", None)  # legacy constant, rebuilt from the irreps
