@@ -17,12 +17,13 @@ from e3nn import o3
 from torch import nn
 
 from legato.models.config import check_hparams
+from legato.nn.exact import ExactConstants
 from legato.nn.mlp import ScaledMLP
 from legato.nn.radial import BesselBasis, PolynomialCutoff
 from legato.nn.tensor_product import AllegroPaths, ChannelwiseTP, EquivariantLinear, irrep_str
 
 
-class Allegro(nn.Module):
+class Allegro(ExactConstants):
     """Allegro interatomic potential. ``model(graph) -> {energy, atomic_energy, forces,
     virial, stress}``; see :mod:`legato.data.keys` for the graph layout."""
 
@@ -122,8 +123,10 @@ class Allegro(nn.Module):
         self.edge_energy = ScaledMLP([d_latent] + [int(d) for d in edge_eng_mlp_latent_dimensions] + [1])
         # residual mixing x <- a·x + b·x_new with c = sigmoid(θ_k), θ fixed at 0
         self.register_buffer("resnet_theta", torch.zeros(self.num_layers))
-        self.register_buffer("energy_shift", torch.tensor(self.hparams["per_species_energy_shift"]))
-        self.register_buffer("energy_scale", torch.tensor(self.hparams["per_species_energy_scale"]))
+        for name in ("energy_shift", "energy_scale"):  # exact in a float64 model too
+            exact = torch.tensor(self.hparams[f"per_species_{name}"], dtype=torch.float64)
+            self.register_buffer(name, exact.to(torch.get_default_dtype()))
+            self._set_exact(name, exact)
 
     # ------------------------------------------------------------------ forward
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -256,14 +259,34 @@ class Allegro(nn.Module):
         n_atoms: int,
     ) -> torch.Tensor:  # [n_atoms] σ_{z_i}·Ẽ_i (without the shift μ)
         center, neighbor = edge_index[0], edge_index[1]
-        vec = pos[neighbor] - pos[center] + torch.bmm(shift.unsqueeze(1), cell[edge_batch]).squeeze(1)
+        # index_select: a faster gather than advanced indexing, forward and backward
+        image = torch.bmm(shift.unsqueeze(1), cell.index_select(0, edge_batch)).squeeze(1)
+        vec = pos.index_select(0, neighbor) - pos.index_select(0, center) + image  # [n_edges, 3]
+        return self.energy_from_edges(
+            vec, center, species.index_select(0, center), species.index_select(0, neighbor), species
+        )
+
+    def energy_from_edges(
+        self,
+        vec: torch.Tensor,  # [n_edges, 3] r_j - r_i (with the periodic image)
+        center: torch.Tensor,  # [n_edges] index of the centre i among the centres
+        z_center: torch.Tensor,  # [n_edges] species of i
+        z_neighbor: torch.Tensor,  # [n_edges] species of j
+        center_species: torch.Tensor,  # [n_centres] species of each centre
+    ) -> torch.Tensor:  # [n_centres] σ_{z_i}·Ẽ_i (without the shift μ)
+        """The per-centre energies from the edge vectors alone: the whole model but the
+        gathers. Forces and virial follow from the gradient with respect to ``vec``; an edge
+        longer than r_max contributes exactly nothing (padding)."""
+        n_centres = center_species.shape[0]
         r = torch.linalg.norm(vec, dim=1)  # [n_edges]
         u = self.cutoff(r).unsqueeze(-1)  # [n_edges, 1]
         y = self.sh(vec)  # [n_edges, d_sh]
         n_edges = r.shape[0]
         m = self.mul
-        onehot = torch.nn.functional.one_hot(species, self.num_types).to(pos.dtype)
-        x = self.two_body(torch.cat([onehot[center], onehot[neighbor], self.bessel(r)], dim=1)) * u
+        dtype = vec.dtype
+        one_c = torch.nn.functional.one_hot(z_center, self.num_types).to(dtype)
+        one_n = torch.nn.functional.one_hot(z_neighbor, self.num_types).to(dtype)
+        x = self.two_body(torch.cat([one_c, one_n, self.bessel(r)], dim=1)) * u
         mix = torch.sigmoid(self.resnet_theta)
         coef_old = torch.rsqrt(1.0 + mix * mix)
         coef_new = mix * coef_old
@@ -279,9 +302,9 @@ class Allegro(nn.Module):
             if k == 0:
                 v = w[:, 1] * y_c  # [n_edges, d_sh, m]
             env_edge = w[:, 0] * y_c  # [n_edges, d_sh, m]
-            env = torch.zeros(n_atoms, env_edge.shape[1], m, dtype=pos.dtype, device=pos.device)
+            env = torch.zeros(n_centres, env_edge.shape[1], m, dtype=dtype, device=vec.device)
             env = env.index_add(0, center, env_edge) * self.inv_sqrt_avg_nn
-            out = tp(v, env[center])  # [n_edges, d_tp, m], scalars (0e) first
+            out = tp(v, env.index_select(0, center))  # [n_edges, d_tp, m], scalars (0e) first
             if k < self.num_layers - 1:
                 # split once (its backward is a cat: no zero-filled gradient buffers)
                 parts = out.split(linear.split_sizes, dim=1)
@@ -297,8 +320,8 @@ class Allegro(nn.Module):
             else:
                 x = x_new
         e_edge = self.edge_energy(x).squeeze(-1)  # [n_edges]
-        atomic = torch.zeros(n_atoms, dtype=pos.dtype, device=pos.device).index_add(0, center, e_edge)
-        return self.energy_scale[species] * (atomic * self.inv_sqrt_avg_nn)
+        atomic = torch.zeros(n_centres, dtype=dtype, device=vec.device).index_add(0, center, e_edge)
+        return self.energy_scale.index_select(0, center_species) * (atomic * self.inv_sqrt_avg_nn)
 
     def extra_repr(self) -> str:
         return f"types={self.type_names}, r_max={self.r_max}, irreps: {self.paths.describe()}"
