@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
+
+# The suite exercises the eager reference path by default (compiling costs tens of seconds
+# per model shape on a cold cache); tests/test_fast.py runs the compiled path explicitly.
+os.environ.setdefault("LEGATO_COMPILE", "0")
 
 SHARED_BOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "nh3_432.lmp"
 

@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_positive(args.batch_size, "--batch-size")
     check_json_output(args.json)
-    model = load_model(args.model)
+    from legato.models.fast import fast_model
+
+    model = fast_model(load_model(args.model))
     frames = select_frames(model, args.data, args.index, args.subset, args.where)
     batches = model_batches(model, frames, args.batch_size, progress=not args.no_progress)
     t0 = time.perf_counter()

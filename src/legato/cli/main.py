@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from legato.errors import LegatoError
@@ -30,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("study", "run the whole robustness study (resumable)"),
     "demo": ("demo", "small end-to-end Allegro vs Legato demo on the shipped data"),
 }
+
+#: commands that evaluate a model without training it: they take ``--no-compile``
+COMPILED = {"evaluate", "md", "tfail", "rho-search", "study", "demo"}
 
 #: commands that run torch for long: they all take ``--threads``
 THREADED = {"train", "evaluate", "sharpness", "landscape", "md", "tfail", "rho-search", "study", "demo"}
@@ -94,6 +98,13 @@ def command_parser(name: str, module, helptext: str) -> argparse.ArgumentParser:
             metavar="N",
             help="torch threads of this process (each worker's, for commands with --workers); "
             "default: the free cores (OMP_NUM_THREADS if set)",
+        )
+    if name in COMPILED:
+        parser.add_argument(
+            "--no-compile",
+            action="store_true",
+            help="evaluate the model eagerly (the reference path) instead of the fast compiled one; "
+            "the same as LEGATO_COMPILE=0",
         )
     return parser
 
@@ -162,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if name in THREADED:
             set_threads(args.threads)
+        if getattr(args, "no_compile", False):
+            os.environ["LEGATO_COMPILE"] = "0"  # this process and its workers
         return int(module.run(args) or 0)
     except (LegatoError, ValidationError, OSError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)

@@ -89,6 +89,9 @@ class MDConfig(_Strict):
     model: str | None = None  # a saved legato model
     reference_potential: ReferencePotentialConfig | None = None
     device: str = "cpu"
+    #: fast compiled model evaluation (legato.models.fast); false: the eager reference path;
+    #: null: on unless LEGATO_COMPILE=0 (what --no-compile sets)
+    compile: bool | None = None
     replicas: int = Field(default=1, ge=1)
     seed: int = Field(default=0, ge=0)
     timestep_fs: float = Field(default=2.0, gt=0)

@@ -117,7 +117,11 @@ class MDRunner:
         ]
         self.dir = None if output_dir is None else Path(output_dir)
         self.files = RunFiles(self.dir)
-        self.ff = ForceField(potential, skin_A=cfg.neighbor.skin_A, device=cfg.device)
+        from legato.models.fast import fast_model
+
+        self.ff = ForceField(
+            fast_model(potential, cfg.compile), skin_A=cfg.neighbor.skin_A, device=cfg.device
+        )
         self.model_identity = model_identity(potential, self.type_names, self.ff.r_max, self.ff.dtype)
         sigma = force_sigma_eV_A
         self.sigma_source = "argument"
