@@ -96,8 +96,8 @@ def command_parser(name: str, module, helptext: str) -> argparse.ArgumentParser:
             type=int,
             default=None,
             metavar="N",
-            help="torch threads of this process (each worker's, for commands with --workers); "
-            "default: the free cores (OMP_NUM_THREADS if set)",
+            help="torch threads of this process, or of each worker for commands with --workers; "
+            "default: the free cores (divided among the workers), or OMP_NUM_THREADS if set",
         )
     if name in COMPILED:
         parser.add_argument(

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from legato.models.allegro import Allegro
+from legato.nn.tensor_product import SparseChannelwiseTP
 
 #: edges per compiled chunk: large enough to amortise per-call overhead, small enough that
 #: the padding of the last chunk and the activations of one chunk stay cheap
@@ -74,8 +75,9 @@ class FastAllegro(nn.Module):
             raise TypeError(f"FastAllegro wraps an Allegro model, got {type(model).__name__}")
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.compile = bool(compile) and _compile_works()
-        for tp in self.model.tps:  # compiled: the nonzero couplings, fused; eager: one matmul
-            tp.sparse = self.compile
+        self._dense_tps = self.model.tps  # eager: one matmul per layer; compiled: the
+        if self.compile:  # nonzero couplings only, fused by the compiler
+            self.model.tps = nn.ModuleList(SparseChannelwiseTP(tp) for tp in self._dense_tps)
         self.chunk_edges = int(chunk_edges or DEFAULT_CHUNK_EDGES)
         self._compiled = None
         self.compile_seconds: float | None = None
@@ -114,8 +116,7 @@ class FastAllegro(nn.Module):
                 stacklevel=3,
             )
             self.compile = False
-            for tp in self.model.tps:
-                tp.sparse = False
+            self.model.tps = self._dense_tps
             return self.model.energy_from_edges(*args)
         self.compile_seconds = time.perf_counter() - t0
         print(f"legato: compiled in {self.compile_seconds:.0f} s", file=sys.stderr, flush=True)

@@ -158,16 +158,6 @@ class ChannelwiseTP(ExactConstants):
         # a constant of the irreps: not saved (earlier files held ``coupling``)
         self.register_buffer("coupling_t", coupling_t.to(torch.get_default_dtype()), persistent=False)
         self._set_exact("coupling_t", coupling_t)
-        # the nonzero couplings per output column, (a, b, C[a,b,k]) with exact float64
-        # values: ~10 % of the dense matrix (the sparse path of fast inference)
-        self.terms: list[list[tuple[int, int, float]]] = [
-            [
-                (int(i) // d2, int(i) % d2, float(coupling_t[k, i]))
-                for i in torch.nonzero(coupling_t[k]).flatten()
-            ]
-            for k in range(dout)
-        ]
-        self.sparse = False  # FastAllegro switches its frozen copy to the sparse products
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         state_dict.pop(prefix + "coupling", None)  # legacy constant, rebuilt from the irreps
@@ -175,23 +165,36 @@ class ChannelwiseTP(ExactConstants):
 
     def forward(self, v: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
         # v: [n_edges, d1, m], env: [n_edges, d2, m] -> [n_edges, dout, m]
-        if self.sparse:
-            return self.forward_sparse(v, env)
         n, m = v.shape[0], v.shape[2]
         outer = (v.unsqueeze(2) * env.unsqueeze(1)).reshape(n, self.d1 * self.d2, m)
         return torch.matmul(self.coupling_t, outer)
 
-    @torch.jit.unused
-    def forward_sparse(self, v: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        """The same product from the nonzero couplings only: a few multiply-adds per output
-        column that a compiler fuses into one pass (eagerly it is many small operations)."""
+
+class SparseChannelwiseTP(nn.Module):
+    """:class:`ChannelwiseTP` from its nonzero couplings only (~10 % of the dense matrix for
+    l_max = 1): a few multiply-adds per output column, which a compiler fuses into one pass
+    over the edges (eagerly it would be many small operations). Used by the fast path."""
+
+    def __init__(self, tp: ChannelwiseTP) -> None:
+        super().__init__()
+        exact = getattr(tp, "_exact", {}).get("coupling_t", tp.coupling_t).double().cpu()  # [dout, d1·d2]
+        d2 = tp.d2
+        #: per output column k: (a, b, C[a, b, k]) with exact float64 values
+        self.terms = [
+            [(int(i) // d2, int(i) % d2, float(exact[k, i])) for i in torch.nonzero(exact[k]).flatten()]
+            for k in range(exact.shape[0])
+        ]
+
+    def forward(self, v: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        # v: [n_edges, d1, m], env: [n_edges, d2, m] -> [n_edges, dout, m]
         cols = []
         for terms in self.terms:
-            acc = v[:, terms[0][0]] * env[:, terms[0][1]] * terms[0][2]  # [n, m]
+            a, b, c = terms[0]
+            acc = v[:, a] * env[:, b] * c  # [n_edges, m]
             for a, b, c in terms[1:]:
                 acc = acc + v[:, a] * env[:, b] * c
             cols.append(acc)
-        return torch.stack(cols, dim=1)  # [n, dout, m]
+        return torch.stack(cols, dim=1)
 
 
 class EquivariantLinear(nn.Module):

@@ -365,13 +365,13 @@ class Trainer:
         clip = self.cfg.training.grad_clip_norm
         out = self.model(batch)
         loss, _ = loss_terms(out, batch, self.loss_spec)
-        self._check_finite(float(loss), "training")
+        self._check_finite(float(loss.detach()), "training")
         loss.backward()
         acc.update(out, batch)
         if self.sam is not None:
             self.sam.first_step(zero_grad=True)
             loss2, _ = loss_terms(self.model(batch), batch, self.loss_spec)
-            self._check_finite(float(loss2), "training (SAM-perturbed)")
+            self._check_finite(float(loss2.detach()), "training (SAM-perturbed)")
             loss2.backward()
             if clip:
                 torch.nn.utils.clip_grad_norm_(self.params, clip)
