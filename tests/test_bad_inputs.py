@@ -88,6 +88,19 @@ def _yaml_text(files: dict, name: str, text: str) -> str:
     return str(path)
 
 
+def _tfail(files: dict, *options: str) -> list[str]:
+    d = files["dir"]
+    return [
+        "tfail",
+        str(d / "model.pt"),
+        "--structure",
+        str(d / "frames.extxyz"),
+        "--out",
+        str(d / "tf"),
+        *options,
+    ]
+
+
 # (id, argv builder, expected fragment of the error line)
 CASES = [
     ("train: missing config", lambda f: ["train", str(f["dir"] / "nope.yaml")], "config file not found"),
@@ -233,44 +246,17 @@ CASES = [
     ),
     (
         "tfail: NaN temperature",
-        lambda f: [
-            "tfail",
-            str(f["dir"] / "model.pt"),
-            "--structure",
-            str(f["dir"] / "frames.extxyz"),
-            "--out",
-            str(f["dir"] / "tf"),
-            "--temperature-K",
-            "nan",
-        ],
+        lambda f: _tfail(f, "--temperature-K", "nan"),
         "temperature must be",
     ),
     (
         "tfail: bad size",
-        lambda f: [
-            "tfail",
-            str(f["dir"] / "model.pt"),
-            "--structure",
-            str(f["dir"] / "frames.extxyz"),
-            "--out",
-            str(f["dir"] / "tf"),
-            "--sizes",
-            "abc",
-        ],
+        lambda f: _tfail(f, "--sizes", "abc"),
         "bad size 'abc'",
     ),
     (
         "tfail: frame index out of range",
-        lambda f: [
-            "tfail",
-            str(f["dir"] / "model.pt"),
-            "--structure",
-            str(f["dir"] / "frames.extxyz"),
-            "--out",
-            str(f["dir"] / "tf"),
-            "--structure-index",
-            "7",
-        ],
+        lambda f: _tfail(f, "--structure-index", "7"),
         "out of range",
     ),
     (

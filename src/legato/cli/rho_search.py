@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from legato.cli.study import add_workers_argument, load_config_with_workers
 from legato.errors import LegatoError
 
 EXAMPLES = """\
@@ -30,23 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the search in DIR, reusing finished models"
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="parallel processes for trainings and MD ensembles (default: the config's workers)",
-    )
+    add_workers_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from legato.analysis.rho_search import format_rho_markdown, run_rho_search
-    from legato.analysis.study_config import load_study_config, set_worker_threads
 
-    cfg = load_study_config(args.config, workers=args.workers)
-    note = set_worker_threads(cfg, getattr(args, "threads", None))
-    if note:
-        print(note)
+    cfg = load_config_with_workers(args)
     rhos = None
     if args.rho:
         try:

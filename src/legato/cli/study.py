@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated stages to run, from {','.join(STAGES)} "
         "(default: all; a later stage needs the earlier ones)",
     )
+    add_workers_argument(parser)
+
+
+def add_workers_argument(parser: argparse.ArgumentParser) -> None:
+    """--workers of the commands that run a study config (study, rho-search)."""
     parser.add_argument(
         "--workers",
         type=int,
@@ -46,14 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from legato.analysis.study import STAGES, run_study
+def load_config_with_workers(args: argparse.Namespace):
+    """The study config with --workers and --threads applied (a note if they oversubscribe)."""
     from legato.analysis.study_config import load_study_config, set_worker_threads
 
     cfg = load_study_config(args.config, workers=args.workers)
     note = set_worker_threads(cfg, getattr(args, "threads", None))
     if note:
         print(note)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from legato.analysis.study import STAGES, run_study
+
+    cfg = load_config_with_workers(args)
     stages = STAGES
     if args.stages:
         stages = tuple(s.strip() for s in args.stages.split(","))
