@@ -6,12 +6,16 @@
 2. Batching: 8 replicas in one batch versus the same 8 run one after another (throughput
    ratio), at 432 atoms and at a small size where per-call costs matter more.
 3. Reference: ASE's VelocityVerlet with legato.LegatoCalculator at 432 atoms.
+4. Fast vs eager model evaluation in MD (NVE, atom·steps/s): the paper's model at 432 atoms,
+   and the robustness study's small model (configs/study.yaml) at 8 × 128 atoms and at 3,456
+   atoms (the shipped 128-atom box, 3×3×3). Compilation happens in the warm-up step and is
+   reported separately.
 
 Measurements alternate between the contenders (A B A B ...) so that load from other processes
 hits both alike; the median of each is reported. Weights are random (speed does not depend on
 training); the per-species energy scale is small so the random dynamics stay gentle.
 
-    python benchmarks/md_speed.py [--steps 3] [--threads 1] [--small-molecules 8]
+    python benchmarks/md_speed.py [--steps 3] [--threads 1] [--small-molecules 8] [--only-fast]
 """
 
 from __future__ import annotations
@@ -144,6 +148,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--small-molecules", type=int, default=2, help="small box: n³ NH3")
     ap.add_argument("--skip-large-batch", action="store_true", help="skip 8 × 432 atoms")
+    ap.add_argument("--only-fast", action="store_true", help="run only part 4 (fast vs eager)")
     ap.add_argument(
         "--max-edges-per-chunk",
         type=int,
@@ -163,6 +168,10 @@ def main() -> None:
         f"{next(model.parameters()).dtype}, max_edges_per_chunk {model.max_edges_per_chunk}; "
         f"{len(liquid)} atoms"
     )
+
+    if args.only_fast:
+        fast_vs_eager(model, liquid, args)
+        return
 
     # 1. loop overhead ----------------------------------------------------------------
     graph = atoms_to_graph(liquid, TYPES, model.r_max, dtype=torch.float32, with_labels=False)
@@ -225,6 +234,49 @@ def main() -> None:
     ta, tm = statistics.median(res["ase"]), statistics.median(res["md"])
     print("\n3. ASE VelocityVerlet + LegatoCalculator at 432 atoms")
     print(f"   ASE {ta:.3f} s/step, legato md {tm:.3f} s/step → legato/ASE speed = {ta / tm:.2f}×")
+    fast_vs_eager(model, liquid, args)
+
+
+def study_model() -> Allegro:
+    """The robustness study's small model (configs/study.yaml), random weights, float32."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "study.yaml").read_text())
+    torch.manual_seed(0)
+    hp = dict(cfg["train"]["model"])
+    model = Allegro(**hp, per_species_energy_scale=0.01).float().eval()
+    return model
+
+
+def fast_vs_eager(paper: Allegro, liquid: Atoms, args) -> None:
+    """4. NVE atom·steps/s of the same model through the fast compiled path and eagerly."""
+    from legato.models.fast import FastAllegro
+
+    shipped = read_frames(Path(__file__).resolve().parents[1] / "data" / "nh3_liquid_gfn1.extxyz.gz", 0)[0]
+    small = study_model()
+    cases = [
+        ("paper model, 432 atoms", paper, [liquid]),
+        ("study model, 8 × 128 atoms", small, [shipped] * 8),
+        ("study model, 3,456 atoms", small, [shipped.repeat((3, 3, 3))]),
+    ]
+    print("\n4. fast (compiled) vs eager model evaluation in MD (NVE atom·steps/s)")
+    for name, model, structs in cases:
+        eager = MDBench(model, structs)
+        t0 = time.perf_counter()
+        fast = MDBench(FastAllegro(model, compile=True), structs)  # compiles or loads the kernels
+        warm = time.perf_counter() - t0
+        eager.run(1)
+        fast.run(1)
+        res = alternate(
+            {"eager": lambda e=eager: e.run(args.steps)[0], "fast": lambda f=fast: f.run(args.steps)[0]},
+            args.rounds,
+        )
+        te, tf = statistics.median(res["eager"]), statistics.median(res["fast"])
+        n = eager.n_atoms
+        print(
+            f"   {name:28s} eager {n / te:9.0f}, fast {n / tf:9.0f} → fast/eager = {te / tf:.2f}× "
+            f"(first fast step incl. compile {warm:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

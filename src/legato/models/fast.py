@@ -179,14 +179,12 @@ class FastAllegro(nn.Module):
             return atomic, grad
         counts = torch.bincount(center, minlength=n_atoms)
         size = max(self.chunk_edges, int(counts.max()))  # a centre's edges never split
-        ends = torch.cumsum(counts, 0).tolist()
+        ends = torch.cumsum(counts, 0)  # [n_atoms] edge index after each centre's edges
         # chunk boundaries at centre boundaries, each chunk at most `size` edges
-        bounds, start, a = [], 0, 0
+        bounds, start = [], 0
         while start < n_edges:
-            limit = start + size
-            while a < n_atoms and ends[a] <= limit:
-                a += 1
-            stop = ends[a - 1]
+            limit = torch.tensor(start + size, device=ends.device)
+            stop = int(ends[int(torch.searchsorted(ends, limit, right=True)) - 1])
             bounds.append((start, stop))
             start = stop
         pad_vec = vec.new_tensor([2.0 * self.r_max + 1.0, 0.0, 0.0])  # beyond the cutoff: zero
