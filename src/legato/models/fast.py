@@ -22,6 +22,7 @@ chunked path runs eagerly after one warning.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
@@ -207,12 +208,23 @@ class FastAllegro(nn.Module):
             cs = center.new_zeros(size)
             cs[: centres.shape[0]] = species.index_select(0, centres)
             v.requires_grad_(True)
-            with torch.enable_grad():
+            with torch.enable_grad(), _serial_kernels(self.compile):
                 e = self._chunk_energy(v, loc, zc, zn, cs)  # [size]
-                (g,) = torch.autograd.grad(e.sum(), [v])
+                (g,) = torch.autograd.grad(e.sum(), [v])  # the backward compiles on first use
             atomic.index_add_(0, centres, e[: centres.shape[0]].detach())
             grad[start:stop] = g[:n]
         return atomic, grad
+
+
+def _serial_kernels(active: bool):
+    """Compile the fused kernels single-threaded: Inductor's OpenMP-parallel kernels ran
+    slower with 2 threads than with 1 on this machine, while torch's matmuls use the threads
+    well (benchmarks/md_speed.py, part 4). A no-op context when not compiling."""
+    if not active:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch({"cpp.threads": 1})
 
 
 def compile_default() -> bool:
