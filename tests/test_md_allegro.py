@@ -163,3 +163,25 @@ def test_liquid_ammonia_432_nvt_then_nve(tmp_path):
     assert main(["md", str(tmp_path / "md.yaml")]) == 0
     summary = yaml.safe_load((tmp_path / "run" / "summary.json").read_text())
     assert summary["atoms_per_replica"] == [432, 432] and summary["last_step"] == 30
+
+
+def test_cli_model_option_replaces_the_configs_model(tmp_path, capsys):
+    """--model runs a config written for another model (or a reference potential)."""
+    model = small_allegro()
+    models.save_model(model, tmp_path / "mine.pt")
+    ase.io.write(tmp_path / "nh3.extxyz", nh3_box())
+    cfg = {
+        "structure": "nh3.extxyz",
+        "reference_potential": {"kind": "lennard_jones"},
+        "steps": 4,
+        "schedule": [{"ensemble": "nve"}],
+        "output": {"directory": str(tmp_path / "run")},
+    }
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["md", str(tmp_path / "md.yaml"), "--no-progress", "--model", str(tmp_path / "mine.pt")]) == 0
+    resolved = yaml.safe_load((tmp_path / "run" / "resolved_config.yaml").read_text())
+    assert resolved["model"] == str((tmp_path / "mine.pt").resolve())
+    assert resolved["reference_potential"] is None
+    capsys.readouterr()
+    assert main(["md", str(tmp_path / "md.yaml"), "--model", str(tmp_path / "none.pt")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: model file not found: {tmp_path / 'none.pt'}"

@@ -14,6 +14,7 @@ from legato.errors import LegatoError
 EXAMPLES = """\
   legato md configs/md_quick.yaml
   legato md configs/md_quick.yaml --resume --steps 1000
+  legato md configs/md_nh3.yaml --model runs/small_legato/best_model.pt   (needs ../shared)
 """
 
 
@@ -33,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--steps", type=int, metavar="N", help="total number of MD steps, instead of the config's steps"
+    )
+    parser.add_argument(
+        "--model",
+        metavar="FILE",
+        help="model file written by legato train (e.g. a run's best_model.pt), instead of the config's model",
     )
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
@@ -84,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
         data["output"]["directory"] = args.output
     if args.steps is not None:
         data["steps"] = args.steps
+    if args.model:
+        if not Path(args.model).is_file():
+            raise LegatoError(f"model file not found: {args.model}")
+        data["model"] = str(Path(args.model).resolve())
+        data["reference_potential"] = None
     if args.no_progress:
         data["output"]["progress"] = False
     cfg = validate_config(data)
