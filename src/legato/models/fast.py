@@ -12,9 +12,9 @@ path). :class:`FastAllegro` evaluates the same model for energies, forces and vi
   changes from step to step: no recompilation in MD;
 * :meth:`Allegro.energy_from_edges` is compiled with ``torch.compile`` (Inductor), which
   fuses the memory-bound elementwise work of the tensor products and MLPs, forward and
-  backward. Compiled code is cached on disk by Inductor (``TORCHINDUCTOR_CACHE_DIR``,
-  by default ``~/.cache/legato/inductor``), so a second process on the same model shape
-  starts in seconds.
+  backward. Compiled code is cached on disk by Inductor (``TORCHINDUCTOR_CACHE_DIR``; torch's
+  default is ``/tmp/torchinductor_<user>``), keyed by the graph, shapes, dtype, settings and
+  torch version, so a second process on the same model shape starts in seconds.
 
 Where compilation is impossible (no C++ compiler, an unsupported platform), the same
 chunked path runs eagerly after one warning.
@@ -28,7 +28,6 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,16 +38,6 @@ from legato.nn.tensor_product import SparseChannelwiseTP
 #: edges per compiled chunk: large enough to amortise per-call overhead, small enough that
 #: the padding of the last chunk and the activations of one chunk stay cheap
 DEFAULT_CHUNK_EDGES = 8192
-
-
-def default_cache_dir() -> Path:
-    """Where Inductor keeps compiled kernels unless ``TORCHINDUCTOR_CACHE_DIR`` is set."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "legato" / "inductor"
-
-
-if "torch._dynamo" not in sys.modules:  # importing it sets its own default (/tmp)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default_cache_dir()))
 
 
 def _compile_works() -> bool:
@@ -102,7 +91,7 @@ class FastAllegro(nn.Module):
         # the first call compiles: say so once, and fall back to eager if it cannot
         print(
             "legato: compiling the model for fast inference (once per model shape; cached in "
-            f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR')})...",
+            f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'torch inductor cache')})...",
             file=sys.stderr,
             flush=True,
         )
