@@ -186,17 +186,29 @@ class Allegro(ExactConstants):
                 pos_leaf, strain, pos_s, cell_s, species, edge_index, shift, edge_batch, n_atoms, chunk
             )
         assert g_pos is not None and g_strain is not None
-        forces = -g_pos
-        virial = -g_strain
+        if not create_graph:
+            atomic = atomic.detach()
+        return self.outputs(atomic, -g_pos, -g_strain, cell, species, batch)
+
+    def outputs(
+        self,
+        atomic: torch.Tensor,  # [n_atoms] σ_{z_i}·Ẽ_i without the shift μ
+        forces: torch.Tensor,  # [n_atoms, 3]
+        virial: torch.Tensor,  # [n_frames, 3, 3]
+        cell: torch.Tensor,  # [n_frames, 3, 3]
+        species: torch.Tensor,  # [n_atoms]
+        batch: torch.Tensor,  # [n_atoms]
+    ) -> dict[str, torch.Tensor]:
+        """The model's output dict: per-atom energies with their shift, frame energies, and the
+        stress −virial/volume (zero for a frame without a 3-D cell)."""
         volume = torch.linalg.det(cell).abs()
         safe = torch.where(volume > 0, volume, torch.ones_like(volume))
         stress = torch.where(
             (volume > 0).reshape(-1, 1, 1), -virial / safe.reshape(-1, 1, 1), torch.zeros_like(virial)
         )
-        atomic = atomic + self.energy_shift[species]
+        atomic = atomic + self.energy_shift.index_select(0, species)
+        n_frames = cell.shape[0]
         energy = torch.zeros(n_frames, dtype=atomic.dtype, device=atomic.device).index_add(0, batch, atomic)
-        if not create_graph:
-            atomic, energy = atomic.detach(), energy.detach()
         return {
             "energy": energy,
             "atomic_energy": atomic,

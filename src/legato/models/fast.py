@@ -139,20 +139,7 @@ class FastAllegro(nn.Module):
         outer = vec.unsqueeze(2) * grad.unsqueeze(1)  # [n_edges, 3, 3]
         m = torch.zeros(n_frames, 3, 3, dtype=pos.dtype, device=pos.device).index_add(0, edge_batch, outer)
         virial = -0.5 * (m + m.transpose(1, 2))
-        volume = torch.linalg.det(cell).abs()
-        safe = torch.where(volume > 0, volume, torch.ones_like(volume))
-        stress = torch.where(
-            (volume > 0).reshape(-1, 1, 1), -virial / safe.reshape(-1, 1, 1), torch.zeros_like(virial)
-        )
-        atomic = atomic + self.model.energy_shift.index_select(0, species)
-        energy = torch.zeros(n_frames, dtype=pos.dtype, device=pos.device).index_add(0, batch, atomic)
-        return {
-            "energy": energy,
-            "atomic_energy": atomic,
-            "forces": forces,
-            "virial": virial,
-            "stress": stress,
-        }
+        return self.model.outputs(atomic, forces, virial, cell, species, batch)
 
     def _edge_gradients(
         self,
