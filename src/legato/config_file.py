@@ -68,30 +68,35 @@ def _owner(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
     return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
 
 
-def config_error(exc: ValidationError, root: type[BaseModel], source: str = "config") -> LegatoError:
+def config_error(
+    exc: ValidationError, root: type[BaseModel] | None = None, source: str | None = "config"
+) -> LegatoError:
     """The one-line LegatoError for a pydantic ValidationError of ``root``.
 
     An unknown key is reported first (it explains a "missing" misspelt key), with the
     nearest valid name; otherwise the first error names its key and the rejected value.
+    Without ``source`` the line has no prefix and an error of the whole object names the
+    object's class (a value set outside a config file, e.g. from a command-line option).
     """
     errs = exc.errors()
     err = next((e for e in errs if e["type"] == "extra_forbidden"), errs[0])
     loc = tuple(err["loc"])
-    where = ".".join(str(p) for p in loc)
+    where = ".".join(str(p) for p in loc) or ("" if source else exc.title)
+    prefix = f"{source}: " if source else ""
     if err["type"] == "extra_forbidden":
-        owner = _owner(loc, root)
+        owner = _owner(loc, root) if root is not None else None
         valid = list(owner.model_fields) if owner is not None else []
         near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else (f" (valid: {', '.join(valid)})" if valid else "")
-        return LegatoError(f"{source}: unknown key '{where}'{hint}")
+        return LegatoError(f"{prefix}unknown key '{where}'{hint}")
     if err["type"] == "missing":
-        return LegatoError(f"{source}: missing required key '{where}'")
+        return LegatoError(f"{prefix}missing required key '{where}'")
     msg = err["msg"].removeprefix("Value error, ")
     if not where:
-        return LegatoError(f"{source}: {msg}")
+        return LegatoError(f"{prefix}{msg}")
     got = err.get("input")
     shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
-    return LegatoError(f"{source}: invalid value for '{where}': {msg}{shown}")
+    return LegatoError(f"{prefix}invalid value for '{where}': {msg}{shown}")
 
 
 def validate_model(root: type[BaseModel], data: Any, source: str = "config") -> Any:

@@ -129,7 +129,9 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, LegatoError):
         return str(exc)
     if isinstance(exc, ValidationError):
-        return _validation_line(exc)
+        from legato.config_file import config_error
+
+        return str(config_error(exc, source=None))
     if isinstance(exc, FileNotFoundError):
         return f"file not found: {exc.filename or exc}"
     if isinstance(exc, PermissionError):
@@ -140,15 +142,6 @@ def _one_line(exc: BaseException) -> str:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"
     return str(exc)
-
-
-def _validation_line(exc) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or exc.title
-    msg = err["msg"].removeprefix("Value error, ")
-    got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
-    return f"invalid value for '{where}': {msg}{shown}"
 
 
 def main(argv: list[str] | None = None) -> int:
