@@ -12,6 +12,7 @@ import pytest
 import torch
 from ase import Atoms
 from ase.lattice.cubic import FaceCenteredCubic
+from conftest import small_model
 
 from legato.analysis.failures import format_failure_table, read_failure_table
 from legato.analysis.plots import read_outlier_csv
@@ -193,19 +194,15 @@ def test_interrupted_size_resumes_from_its_md_checkpoint(tmp_path):
 
 
 def test_cli_writes_tables_that_round_trip_and_plot(tmp_path, capsys):
-    from legato.models import Allegro, save_model
+    from legato.models import save_model
 
-    torch.manual_seed(0)
-    model = Allegro(
-        type_names=["H", "N"],
+    model = small_model(
+        torch.float32,
         r_max=3.0,
         l_max=1,
         num_layers=1,
-        env_embed_multiplicity=4,
-        two_body_latent_mlp_latent_dimensions=[8, 16],
-        latent_mlp_latent_dimensions=[16],
-        edge_eng_mlp_latent_dimensions=[8],
         avg_num_neighbors=8.0,
+        per_species_energy_shift=0.0,
         per_species_energy_scale=0.01,
     )
     save_model(model, tmp_path / "m.pt")
