@@ -335,8 +335,55 @@ class Allegro(ExactConstants):
         atomic = torch.zeros(n_centres, dtype=dtype, device=vec.device).index_add(0, center, e_edge)
         return self.energy_scale.index_select(0, center_species) * (atomic * self.inv_sqrt_avg_nn)
 
+    @torch.jit.export
+    def edge_forward(
+        self,
+        vec: torch.Tensor,  # [n_edges, 3] r_j - r_i, the neighbour j may be a ghost/image atom
+        center: torch.Tensor,  # [n_edges] int64 index of the centre among the centres
+        neighbor_species: torch.Tensor,  # [n_edges] int64 species of j
+        center_species: torch.Tensor,  # [n_centres] int64 species of each centre
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # [n_centres] E_i with the shift μ, [n_edges, 3] ∂E/∂vec
+        """The interface for MD engines with their own neighbour lists (the LAMMPS pair style,
+        the AOTInductor package): per-centre energies and the gradient of their sum with
+        respect to each edge vector. The engine turns ∂E/∂r_ij into forces (F_i += g_ij,
+        F_j −= g_ij) and virials (W −= r_ij ⊗ g_ij) itself."""
+        if vec.dtype != self.energy_shift.dtype:
+            raise RuntimeError(
+                "legato: the model computes in "
+                + _dtype_name(self.energy_shift.dtype)
+                + " but the edge vectors are "
+                + _dtype_name(vec.dtype)
+                + "; convert them, or deploy a model of that dtype"
+            )
+        if torch.jit.is_scripting():  # TorchScript hosts run with grad mode on
+            return self._edge_forward(vec, center, neighbor_species, center_species)
+        with torch.enable_grad():
+            return self._edge_forward(vec, center, neighbor_species, center_species)
+
+    def _edge_forward(
+        self,
+        vec: torch.Tensor,
+        center: torch.Tensor,
+        neighbor_species: torch.Tensor,
+        center_species: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = vec.detach().requires_grad_(True)
+        z_center = center_species.index_select(0, center)
+        atomic = self.energy_from_edges(leaf, center, z_center, neighbor_species, center_species)
+        grad = torch.autograd.grad([atomic.sum()], [leaf])[0]
+        assert grad is not None
+        return atomic.detach() + self.energy_shift.index_select(0, center_species), grad
+
     def extra_repr(self) -> str:
         return f"types={self.type_names}, r_max={self.r_max}, irreps: {self.paths.describe()}"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    if dtype == torch.float64:
+        return "float64"
+    if dtype == torch.float32:
+        return "float32"
+    return "another dtype"
 
 
 def _plain(value: Any) -> Any:

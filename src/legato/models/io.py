@@ -145,6 +145,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Al
     return model.eval()
 
 
+# Version of the deployed-file interface: ``forward(graph dict)`` and
+# ``edge_forward(vec, center, neighbor_species, center_species)`` (see Allegro.edge_forward).
+DEPLOY_FORMAT = 1
+
+
 def export_torchscript(model: Allegro, path: str | Path) -> None:
     """Standalone TorchScript file (runs with ``torch.jit.load``, no legato needed).
 
@@ -162,6 +167,8 @@ def export_torchscript(model: Allegro, path: str | Path) -> None:
         "r_max": model.r_max,
         "dtype": str(model_dtype(model)).replace("torch.", ""),
         "legato_version": __version__,
+        "torch_version": torch.__version__,
+        "format": DEPLOY_FORMAT,
         "hparams": model.hparams,
     }
     extra = {"legato_metadata.json": json.dumps(meta)}
