@@ -150,6 +150,22 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Al
 DEPLOY_FORMAT = 1
 
 
+def deploy_metadata(model: Allegro, kind: str) -> dict[str, Any]:
+    """What a deployed file says about its model (stored as ``legato_metadata.json``)."""
+    from legato import __version__
+
+    return {
+        "type_names": list(model.type_names),
+        "r_max": model.r_max,
+        "dtype": str(model_dtype(model)).replace("torch.", ""),
+        "legato_version": __version__,
+        "torch_version": torch.__version__,
+        "format": DEPLOY_FORMAT,
+        "kind": kind,
+        "hparams": model.hparams,
+    }
+
+
 def export_torchscript(model: Allegro, path: str | Path) -> None:
     """Standalone TorchScript file (runs with ``torch.jit.load``, no legato needed).
 
@@ -157,21 +173,10 @@ def export_torchscript(model: Allegro, path: str | Path) -> None:
     """
     import json
 
-    from legato import __version__
-
     model = model.eval()
     with _quiet_torchscript():
         scripted = torch.jit.script(model)
-    meta = {
-        "type_names": list(model.type_names),
-        "r_max": model.r_max,
-        "dtype": str(model_dtype(model)).replace("torch.", ""),
-        "legato_version": __version__,
-        "torch_version": torch.__version__,
-        "format": DEPLOY_FORMAT,
-        "hparams": model.hparams,
-    }
-    extra = {"legato_metadata.json": json.dumps(meta)}
+    extra = {"legato_metadata.json": json.dumps(deploy_metadata(model, "torchscript"))}
     with _quiet_torchscript():
         atomic_save(path, lambda fh: torch.jit.save(scripted, fh, _extra_files=extra))
 
