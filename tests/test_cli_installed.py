@@ -20,7 +20,7 @@ import pytest
 from legato.cli.main import COMMANDS
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_ACTIONS = ["liquid", "label", "replicate", "sample", "stats"]
+DATA_ACTIONS = ["liquid", "crystal", "label", "replicate", "sample", "stats"]
 SAMPLE_STAGES = ["md", "derive", "finalize"]
 ALL_HELP = (
     [[]]

@@ -21,6 +21,10 @@ ACTIONS = {
         "random periodic box of intact molecules",
         "legato data liquid --molecules 32 --density-g-cm3 0.73 --seed 0 --out box.extxyz",
     ),
+    "crystal": (
+        "phase-I ammonia crystal (cubic P2_13), cells x cells x cells unit cells",
+        "legato data crystal --cells 2 --temperature-K 150 --out crystal.extxyz",
+    ),
     "label": (
         "energy, forces and stress of every frame with a QM method (resumable)",
         "legato data label box.extxyz box_labelled.extxyz --calculator tblite:GFN1-xTB --workers 2",
@@ -87,6 +91,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, help="new output file (extxyz, or .lmp for LAMMPS data)")
 
+    p = _sub(sub, "crystal", ACTIONS)
+    p.add_argument("--cells", type=int, default=2, help="unit cells per edge (4 NH3 per cell)")
+    p.add_argument(
+        "--temperature-K",
+        type=float,
+        default=150.0,
+        help="sets the lattice constant (measured values, 77-171 K, interpolated; below 195 K)",
+    )
+    p.add_argument("--lattice-A", type=float, help="lattice constant (Å) instead of the temperature's")
+    p.add_argument("--hydrogen", action="store_true", help="H masses 1.008 amu (default: deuterium, 2.014)")
+    p.add_argument("--out", required=True, help="new output file (extxyz, or .lmp for LAMMPS data)")
+
     p = _sub(sub, "label", ACTIONS)
     p.add_argument("input", help="frames to label (any ASE-readable file)")
     p.add_argument("output", help="plain .extxyz output, appended frame by frame; rerun to resume")
@@ -122,6 +138,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--boxes", type=int, default=3, help="independent boxes per temperature")
     m.add_argument("--seed", type=int, default=0, help="random seed of the packings and thermostats")
+    m.add_argument(
+        "--phase",
+        choices=("liquid", "crystal"),
+        default="liquid",
+        help="liquid: boxes packed at --density-g-cm3; crystal: phase-I ammonia (--cells³ unit cells "
+        "at the temperature's lattice constant; --molecules and the density are then not used)",
+    )
+    m.add_argument("--cells", type=int, default=2, help="crystal unit cells per edge (4 molecules each)")
     m.add_argument("--molecules", type=int, default=32, help="molecules per box")
     m.add_argument(
         "--density-g-cm3",
@@ -201,9 +225,14 @@ def _write_atoms(atoms, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"liquid": _liquid, "label": _label, "replicate": _replicate, "sample": _sample, "stats": _stats}[
-        args.action
-    ](args)
+    return {
+        "liquid": _liquid,
+        "crystal": _crystal,
+        "label": _label,
+        "replicate": _replicate,
+        "sample": _sample,
+        "stats": _stats,
+    }[args.action](args)
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -232,6 +261,20 @@ def _liquid(args: argparse.Namespace) -> int:
             deuterium=args.deuterium,
             min_distance_A=args.min_distance_A,
         )
+    _write_atoms(atoms, args.out)
+    print(
+        f"{args.out}: {len(atoms)} atoms, box {atoms.cell.lengths()[0]:.4f} Å, "
+        f"{density_g_cm3(atoms):.4f} g/cm³"
+    )
+    return 0
+
+
+def _crystal(args: argparse.Namespace) -> int:
+    from legato.data.crystal import ammonia_crystal
+    from legato.data.liquid import density_g_cm3
+
+    _refuse_existing(args.out)
+    atoms = ammonia_crystal(args.cells, args.temperature_K, args.lattice_A, deuterium=not args.hydrogen)
     _write_atoms(atoms, args.out)
     print(
         f"{args.out}: {len(atoms)} atoms, box {atoms.cell.lengths()[0]:.4f} Å, "
@@ -274,6 +317,11 @@ def _sample(args: argparse.Namespace) -> int:
     from legato.data import sampling
 
     if args.stage == "md":
+        if args.phase == "crystal":
+            from legato.data.crystal import lattice_constant_A
+
+            for t in args.temperatures:
+                lattice_constant_A(t)  # one clear error for a temperature above melting
         plan = sampling.plan_trajectories(
             args.temperatures,
             args.boxes,
@@ -286,6 +334,8 @@ def _sample(args: argparse.Namespace) -> int:
             molecules=args.molecules,
             density_g_cm3=args.density_g_cm3,
             calculator=args.calculator,
+            phase=args.phase,
+            cells=args.cells,
         )
         for r in sampling.run_md(plan, args.out_dir, workers=args.workers):
             print(json.dumps(r))

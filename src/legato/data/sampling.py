@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from legato.data.crystal import ammonia_crystal
 from legato.data.label import (
     SOURCE_INDEX,
     append_frame,
@@ -62,6 +63,8 @@ class Trajectory:
     density_g_cm3: float = 0.7982
     deuterium: bool = True
     calculator: str = "tblite:GFN1-xTB"
+    phase: str = "liquid"  # or "crystal": phase-I ammonia, cells³ unit cells
+    cells: int = 2
 
     @property
     def n_frames(self) -> int:
@@ -79,7 +82,8 @@ def plan_trajectories(
     for b in range(boxes_per_temperature):
         for t in temperatures_K:
             k = len(out)
-            out.append(Trajectory(f"T{t:g}_b{b}", seed * 1000 + k, float(t), **kwargs))
+            prefix = "crystal_" if kwargs.get("phase") == "crystal" else ""
+            out.append(Trajectory(f"{prefix}T{t:g}_b{b}", seed * 1000 + k, float(t), **kwargs))
     return out
 
 
@@ -90,6 +94,24 @@ def trajectory_path(out_dir: Path, traj: Trajectory) -> Path:
 def _instantaneous_T(atoms: Atoms) -> float:
     dof = 3 * len(atoms) - 3  # centre of mass fixed
     return float(2.0 * atoms.get_kinetic_energy() / (dof * KB_EV_PER_K))
+
+
+def initial_box(traj: Trajectory) -> Atoms:
+    """The trajectory's starting structure: a packed liquid box (seeded) or the phase-I
+    crystal at the trajectory's temperature (the seed then only sets the velocities)."""
+    if traj.phase == "crystal":
+        if traj.molecule != "NH3":
+            raise LegatoError(f"only ammonia has a crystal builder, not {traj.molecule}")
+        return ammonia_crystal(traj.cells, traj.temperature_K, deuterium=traj.deuterium)
+    if traj.phase != "liquid":
+        raise LegatoError(f"phase must be liquid or crystal, got {traj.phase!r}")
+    return build_liquid(
+        traj.molecule,
+        traj.molecules,
+        density_g_cm3=traj.density_g_cm3,
+        seed=traj.box_seed,
+        deuterium=traj.deuterium,
+    )
 
 
 def run_trajectory(traj: Trajectory, out_dir: str | Path) -> dict[str, Any]:
@@ -107,24 +129,12 @@ def run_trajectory(traj: Trajectory, out_dir: str | Path) -> dict[str, Any]:
     if done:
         last = done[-1]
         step = int(last.info["step"])
-        atoms = build_liquid(
-            traj.molecule,
-            traj.molecules,
-            density_g_cm3=traj.density_g_cm3,
-            seed=traj.box_seed,
-            deuterium=traj.deuterium,
-        )
+        atoms = initial_box(traj)
         atoms.positions = last.positions
         atoms.set_momenta(last.get_momenta())
     else:
         step = 0
-        atoms = build_liquid(
-            traj.molecule,
-            traj.molecules,
-            density_g_cm3=traj.density_g_cm3,
-            seed=traj.box_seed,
-            deuterium=traj.deuterium,
-        )
+        atoms = initial_box(traj)
         rng = np.random.default_rng([traj.box_seed, 0])
         # thermalize_momenta replaces ASE's deprecated MaxwellBoltzmannDistribution (same draws)
         thermalize = getattr(vd, "thermalize_momenta", None)
@@ -140,6 +150,7 @@ def run_trajectory(traj: Trajectory, out_dir: str | Path) -> dict[str, Any]:
     n_total = traj.equil_steps + traj.steps
     info_common = {
         "source": "md",
+        "phase": traj.phase,
         "traj": traj.name,
         "temperature_K": traj.temperature_K,
         "timestep_fs": traj.timestep_fs,
