@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sharpness": ("sharpness", "loss sharpness around a trained model (paper Table 4)"),
     "landscape": ("landscape", "1-D loss surface of one or more models (paper Fig. 5)"),
     "md": ("md", "run batched molecular dynamics from a YAML config"),
+    "pimd": ("pimd", "path-integral MD (ring polymers, PILE / TRPMD) from a YAML config"),
     "tfail": ("tfail", "time-to-failure ensemble of one model at several sizes"),
     "scaling": ("scaling", "fit t_failure = alpha * N^-beta and plot (paper Fig. 2)"),
     "rho-search": ("rho_search", "train SAM models over a rho grid, score by t_failure"),
@@ -33,10 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 #: commands that evaluate a model without training it: they take ``--no-compile``
-COMPILED = {"evaluate", "md", "tfail", "rho-search", "study", "demo"}
+COMPILED = {"evaluate", "md", "pimd", "tfail", "rho-search", "study", "demo"}
 
 #: commands that run torch for long: they all take ``--threads``
-THREADED = {"train", "evaluate", "sharpness", "landscape", "md", "tfail", "rho-search", "study", "demo"}
+THREADED = {"train", "evaluate", "sharpness", "landscape", "md", "pimd", "tfail", "rho-search", "study", "demo"}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

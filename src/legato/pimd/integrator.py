@@ -86,7 +86,7 @@ class RingPolymerIntegrator:
     """BCOCB ring-polymer step for ``ensemble`` in {"nvt", "trpmd", "nve"} (see module doc).
 
     ``conserved(state)`` [R polymers] = Σ_beads (K + V) + spring energy + the energy handed
-    to the thermostats (``thermostat["bath"]`` [R]), in eV.
+    to the thermostats (``thermostat["bath"]`` [R·P], a polymer's total on its bead 0), in eV.
     """
 
     def __init__(
@@ -134,8 +134,8 @@ class RingPolymerIntegrator:
         if state.forces is None or state.energy is None:
             energy, forces = force_fn(state)
             state = replace(state, energy=energy, forces=forces)
-        bath = torch.zeros(state.n_replicas // self.n_beads, dtype=DTYPE)
-        return replace(state, thermostat={"bath": bath})
+        # per bead replica (so that MDState.select keeps it); a polymer's total sits on bead 0
+        return replace(state, thermostat={"bath": torch.zeros(state.n_replicas, dtype=DTYPE)})
 
     def _free(self, q: torch.Tensor, p: torch.Tensor, m: torch.Tensor, h: float):
         """Free ring-polymer propagation over ``h`` of normal modes q, p [P, N, 3], masses m [N]."""
@@ -210,7 +210,8 @@ class RingPolymerIntegrator:
             momenta=lay.scatter(from_normal_modes(p_nm, self.cmat)),
         )
         energy, forces = force_fn(s)
-        bath = state.thermostat["bath"] + to_bath
+        bath = state.thermostat["bath"].clone()  # [R·P]
+        bath[:: self.n_beads] += to_bath
         return replace(
             s,
             energy=energy,
@@ -232,4 +233,5 @@ class RingPolymerIntegrator:
         n = self.n_beads
         kin = state.kinetic_energy().view(-1, n).sum(1)
         pot = state.energy.view(-1, n).sum(1)
-        return kin + pot + self.spring_energy(state) + state.thermostat["bath"]
+        bath = state.thermostat["bath"].view(-1, n).sum(1)
+        return kin + pot + self.spring_energy(state) + bath
