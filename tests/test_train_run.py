@@ -205,3 +205,25 @@ def test_optimizer_errors(emt_data, tmp_path, optimizer, message):
     with pytest.raises(LegatoError) as exc:
         make_optimizer(cfg, [torch.nn.Parameter(torch.ones(2))])
     assert message in str(exc.value)
+
+
+def test_training_on_several_data_files(tmp_path, capsys):
+    """``data.path`` may list files (e.g. liquid + crystal): read in order, one split, the
+    digests recorded; evaluate --subset takes the same files; a changed file stops a resume."""
+    a = make_emt_dataset(tmp_path / "a.extxyz", n_frames=12, seed=1)
+    b = make_emt_dataset(tmp_path / "b.extxyz", n_frames=12, seed=2)
+    cfg = small_config(a, tmp_path / "run", max_epochs=1)
+    cfg["data"] = {"path": [str(a), str(b)], "split_key": "split"}
+    train(cfg)
+    best = str(tmp_path / "run" / "best_model.pt")
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["n_frames"] == 24 and split["data_path"] == [str(a.resolve()), str(b.resolve())]
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved.data.path == split["data_path"]
+    assert main(["evaluate", best, str(a), str(b), "--subset", "val", "--no-progress"]) == 0
+    assert "on 4 frames" in capsys.readouterr().out  # 2 validation frames per file
+    assert main(["evaluate", best, str(a), "--subset", "val", "--no-progress"]) == 2
+    assert "not the data file the model was trained on" in capsys.readouterr().err
+    b.write_text(b.read_text() + "\n")
+    with pytest.raises(LegatoError, match="changed since the run started"):
+        Trainer.resume(tmp_path / "run", max_epochs=2)

@@ -59,7 +59,12 @@ def check_json_output(path: str | None) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file written by legato train (for example best_model.pt)")
-    parser.add_argument("data", help="labelled frames: any file ASE reads (extxyz, extxyz.gz, traj, ...)")
+    parser.add_argument(
+        "data",
+        nargs="+",
+        help="labelled frames: any file ASE reads (extxyz, extxyz.gz, traj, ...); several files are "
+        "read in order (give a run's data files in its config's order for --subset)",
+    )
     add_subset_options(parser)
     parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="frames per model call")
     parser.add_argument(
@@ -87,18 +92,19 @@ def run(args: argparse.Namespace) -> int:
     from legato.models.fast import fast_model
 
     model = fast_model(load_model(args.model))
-    frames = select_frames(model, args.data, args.index, args.subset, args.where)
+    data = args.data[0] if len(args.data) == 1 else args.data
+    frames = select_frames(model, data, args.index, args.subset, args.where)
     batches = model_batches(model, frames, args.batch_size, progress=not args.no_progress)
     t0 = time.perf_counter()
     with frozen_parameters(model):
         metrics = evaluate_batches(model, batches, model_loss_spec(model), progress=not args.no_progress)
     dt = time.perf_counter() - t0
     n_atoms = sum(len(a) for a in frames)
-    print(f"{args.model} on {len(frames)} frames ({n_atoms} atoms) of {args.data}")
+    print(f"{args.model} on {len(frames)} frames ({n_atoms} atoms) of {' '.join(args.data)}")
     print(format_table(metrics, model.type_names))
     print(f"loss {metrics['loss']:.6g}   ({dt:.2f} s)")
     if args.json:
-        out = {"model": args.model, "data": args.data, "n_frames": len(frames), **metrics}
+        out = {"model": args.model, "data": data, "n_frames": len(frames), **metrics}
         atomic_write_text(args.json, finite_json(out))
         print(f"wrote {args.json}")
     return 0

@@ -32,7 +32,8 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Where the labelled frames are and how they are split into train / validation."""
 
-    path: str  # any ASE-readable file (extxyz[.gz], traj, db, ...)
+    # any ASE-readable file (extxyz[.gz], traj, db, ...), or a list of them read in order
+    path: str | list[str]
     index: str = ":"  # ASE index string selecting frames
     # an integer is a count, a decimal number a fraction; default 0.9 / 0.1 of all frames
     # (paper: 4,500 / 500), or, with split_key, all frames of that split

@@ -72,6 +72,30 @@ def load_labelled(
     return frames, graphs, names
 
 
+def read_datasets(paths: str | Path | Sequence[str | Path], index: str = ":") -> list[Atoms]:
+    """Frames of one data file, or of several in order (``index`` applies to each file)."""
+    if isinstance(paths, (str, Path)):
+        return read_frames(paths, index)
+    frames: list[Atoms] = []
+    for path in paths:
+        frames += read_frames(path, index)
+    return frames
+
+
+def resolved_paths(paths: str | Sequence[str]) -> str | list[str]:
+    """Absolute data path(s), in the shape given (one string, or a list)."""
+    if isinstance(paths, str):
+        return str(Path(paths).expanduser().resolve())
+    return [str(Path(p).expanduser().resolve()) for p in paths]
+
+
+def datasets_digest(paths: str | Path | Sequence[str | Path]) -> str:
+    """SHA-256 of one data file; of the list of file digests for several files."""
+    if isinstance(paths, (str, Path)):
+        return file_digest(paths)
+    return hashlib.sha256(" ".join(file_digest(p) for p in paths).encode()).hexdigest()
+
+
 def file_digest(path: str | Path) -> str:
     """SHA-256 of a file (records which data a run was trained on)."""
     h = hashlib.sha256()

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from legato.data import collate, read_frames
+from legato.data import collate
 from legato.data.graph import Graph
 from legato.errors import LegatoError
-from legato.train.data import file_digest, frames_to_graphs
+from legato.train.data import datasets_digest, frames_to_graphs, read_datasets
 from legato.train.loss import LossSpec
 from legato.train.metrics import MetricsAccumulator
 
@@ -39,7 +39,7 @@ def model_loss_spec(model: torch.nn.Module, scale: float | None = None) -> LossS
 
 def select_frames(
     model: torch.nn.Module,
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     index: str = ":",
     subset: Subset = "all",
     where: str | None = None,
@@ -51,14 +51,14 @@ def select_frames(
     ``where="KEY=VALUE"``: only frames with ``atoms.info[KEY] == VALUE`` (as text)."""
     if subset not in ("all", "train", "val", "test"):
         raise LegatoError(f"unknown subset '{subset}' (all, train, val or test)")
-    frames = read_frames(data, index)
+    frames = read_datasets(data, index)
     if subset != "all":
         run_dir = getattr(model, "extra", {}).get("run_dir")
         split_path = Path(run_dir) / "split.json" if run_dir else None
         if split_path is None or not split_path.is_file():
             raise LegatoError(f"--subset {subset} needs the model's run folder with split.json")
         split = json.loads(split_path.read_text())
-        if file_digest(data) != split["sha256"] or index != split["index"]:
+        if datasets_digest(data) != split["sha256"] or index != split["index"]:
             raise LegatoError(f"{data} is not the data file the model was trained on")
         if subset == "test":
             frames = _test_frames(frames, split, Path(run_dir))

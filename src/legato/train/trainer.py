@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from legato.data import dataset_statistics, read_frames
+from legato.data import dataset_statistics
 from legato.data.graph import Graph
 from legato.errors import LegatoError
 from legato.fileio import ensure_writable_dir, move_aside
@@ -49,12 +49,14 @@ from legato.train.config import (
 from legato.train.curves import CsvLog, plot_learning_curves
 from legato.train.data import (
     check_labels,
-    file_digest,
+    datasets_digest,
     frames_to_graphs,
     infer_type_names,
     iterate_batches,
     make_split,
     n_batches,
+    read_datasets,
+    resolved_paths,
 )
 from legato.train.ema import EMA
 from legato.train.loss import LossSpec, loss_terms
@@ -185,19 +187,19 @@ class Trainer:
     @classmethod
     def _prepare(cls, cfg: TrainConfig, run_dir: Path) -> Trainer:
         """Read the data, fix the split and build the trainer (nothing written yet)."""
-        data_path = Path(cfg.data.path).expanduser().resolve()
-        frames = read_frames(data_path, cfg.data.index)
+        data_path = resolved_paths(cfg.data.path)
+        frames = read_datasets(data_path, cfg.data.index)
         model = dict(cfg.model)
         model.setdefault("type_names", infer_type_names(frames))
         cfg.model = resolved_model_section(model)
-        cfg.data.path = str(data_path)
+        cfg.data.path = data_path
         cfg.run_dir = str(run_dir)
         seed = cfg.data.split_seed if cfg.data.split_seed is not None else cfg.training.seed
         cfg.data.split_seed = seed
         train_idx, val_idx = make_split(frames, cfg.data, seed)
         split = {
-            "data_path": str(data_path),
-            "sha256": file_digest(data_path),
+            "data_path": data_path,
+            "sha256": datasets_digest(data_path),
             "index": cfg.data.index,
             "n_frames": len(frames),
             "seed": seed,
@@ -225,9 +227,10 @@ class Trainer:
         ensure_writable_dir(run_dir, "run folder")
         state = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT_NAME)
         split = json.loads((run_dir / "split.json").read_text())
-        if not Path(split["data_path"]).is_file():
-            raise LegatoError(f"data file {split['data_path']} of the run is gone")
-        if file_digest(split["data_path"]) != split["sha256"]:
+        for path in [split["data_path"]] if isinstance(split["data_path"], str) else split["data_path"]:
+            if not Path(path).is_file():
+                raise LegatoError(f"data file {path} of the run is gone")
+        if datasets_digest(split["data_path"]) != split["sha256"]:
             raise LegatoError(f"data file {split['data_path']} changed since the run started")
         trainer = cls(cfg, run_dir, split)
         trainer._load_state(state)
@@ -238,7 +241,7 @@ class Trainer:
     def _load_data(self, frames: list | None) -> None:
         cfg = self.cfg
         if frames is None:
-            frames = read_frames(self.split["data_path"], self.split["index"])
+            frames = read_datasets(self.split["data_path"], self.split["index"])
         if len(frames) != self.split["n_frames"]:
             raise LegatoError("the data file no longer matches the recorded split")
         names = cfg.model["type_names"]
