@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "landscape": ("landscape", "1-D loss surface of one or more models (paper Fig. 5)"),
     "md": ("md", "run batched molecular dynamics from a YAML config"),
     "pimd": ("pimd", "path-integral MD (ring polymers, PILE / TRPMD) from a YAML config"),
+    "spectrum": ("spectrum", "vibrational spectra from velocity autocorrelations (meV, cm-1)"),
     "tfail": ("tfail", "time-to-failure ensemble of one model at several sizes"),
     "scaling": ("scaling", "fit t_failure = alpha * N^-beta and plot (paper Fig. 2)"),
     "rho-search": ("rho_search", "train SAM models over a rho grid, score by t_failure"),
