@@ -45,10 +45,10 @@ _GATE_ON = "env_var_value == nullptr || env_var_value[0] != '0'"
 
 
 def example_edges(
-    model: Allegro, n_atoms: int = 24, seed: int = 0, device: str | torch.device = "cpu"
+    model: Allegro, n_atoms: int = 24, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Edges of a random periodic box (every species present), in the model's dtype: the
-    inputs an engine would pass to ``edge_forward``."""
+    """Edges of a jittered-lattice periodic box (every species present), in the model's
+    dtype and on its device: the inputs an engine would pass to ``edge_forward``."""
     from ase import Atoms
 
     from legato.data.graph import atoms_to_graph
@@ -66,6 +66,7 @@ def example_edges(
     cell = g["cell"].reshape(3, 3)
     vec = g["pos"].index_select(0, dst) - g["pos"].index_select(0, src) + g["edge_cell_shift"] @ cell
     species = g["species"]
+    device = model.energy_shift.device
     return tuple(t.to(device) for t in (vec, src, species.index_select(0, dst), species))
 
 
