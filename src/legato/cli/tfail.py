@@ -17,6 +17,8 @@ EXAMPLES = (
     "  legato tfail runs/small_legato/best_model.pt --structure data/nh3_liquid_gfn1.extxyz.gz "
     "--sizes 1,1x1x2 --instances 4 --nvt-steps 200 --max-steps 500 "
     "--label small_legato --out runs/tfail_small\n"
+    "  legato tfail runs/small_legato/best_model.pt --structure data/nh3_liquid_gfn1.extxyz.gz "
+    "--sizes 1 --instances 4 --engine lammps --ranks 2 --threads 1 --out runs/tfail_lammps\n"
 )
 
 
@@ -116,6 +118,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-every", type=int, default=500, metavar="N", help="steps between MD checkpoints"
     )
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    parser.add_argument(
+        "--engine",
+        choices=("python", "lammps"),
+        default="python",
+        help="python: legato's batched MD; lammps: one LAMMPS run per instance with pair_style legato "
+        "(same instances, stages and tables; see docs/lammps.md)",
+    )
+    parser.add_argument(
+        "--ranks", type=int, default=1, metavar="R", help="MPI ranks per LAMMPS run (--engine lammps)"
+    )
 
 
 def parse_window(text: str) -> tuple[float, float] | str | None:
@@ -157,6 +169,26 @@ def run(args: argparse.Namespace) -> int:
         )
     model = load_model(args.model)
     label = args.label or Path(args.model).stem
+    if args.engine == "lammps":
+        from legato.lammps.tfail import run_ensemble_lammps
+
+        res = run_ensemble_lammps(
+            model,
+            frames[args.structure_index],
+            args.sizes,
+            args.instances,
+            protocol,
+            args.out,
+            label,
+            seed=args.seed,
+            ranks=args.ranks,
+            threads=args.threads or 1,
+            force_sigma_eV_A=args.force_sigma_eV_A,
+        )
+        print(f"{len(res.table)} instances of {label!r} in {res.out / 'failures.csv'}")
+        return 0
+    if args.ranks != 1:
+        raise LegatoError("--ranks applies to --engine lammps only")
     res = run_ensemble(
         model,
         frames[args.structure_index],
