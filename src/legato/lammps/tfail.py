@@ -185,6 +185,9 @@ def run_instance(
     log = folder / "log.lammps"
     tables = read_thermo(log) if log.exists() else []
     rows = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]} if tables else {}
+    if rows:  # a step ending one run starts the next: keep its first row
+        _, first = np.unique(rows["step"], return_index=True)
+        rows = {k: v[np.sort(first)] for k, v in rows.items()}
     if error is not None:
         if not rows or rows["step"].max() <= 0:
             raise LegatoError(error)  # the set-up failed: not an MD failure of the instance

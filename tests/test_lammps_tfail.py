@@ -1,0 +1,76 @@
+"""legato tfail --engine lammps: the same instances, stages and tables as the Python engine,
+and resumable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import small_model
+from lammps_helpers import needs_lammps, shipped_frame
+
+from legato.analysis.failures import read_failure_table
+from legato.analysis.tfail import TfailProtocol, run_ensemble
+from legato.errors import LegatoError
+from legato.lammps.tfail import run_ensemble_lammps
+
+pytestmark = needs_lammps
+
+
+def _rows(t) -> list[tuple]:
+    keys = ("stage", "t_total_steps")
+    rows = [(r.seed, r.n_atoms, r.t_failure_steps, r.reason, r.censored, *map(r.extra.get, keys)) for r in t]
+    return sorted(rows)
+
+
+def test_failing_model_same_outcomes_as_python_engine(tmp_path) -> None:
+    """A random model heats the liquid past 300 K within the first check: both engines see
+    the same instances fail at the same check, in NVT, and write the same table columns."""
+    model = small_model(torch.float64)
+    protocol = TfailProtocol(timestep_fs=0.5, nvt_steps=20, max_steps=60)
+    base = shipped_frame(0)
+    quiet = dict(log=lambda *a: None)
+    py = run_ensemble(model, base, "1", 2, protocol, tmp_path / "py", "m", progress=False, **quiet)
+    lmp = run_ensemble_lammps(model, base, "1", 2, protocol, tmp_path / "lmp", "m", ranks=2, **quiet)
+    assert _rows(lmp.table) == _rows(py.table)
+    assert [r.reason for r in lmp.table] == ["temperature", "temperature"]
+    for name in ("failures.csv", "outliers.csv"):
+        head_py = (tmp_path / "py" / name).read_text().splitlines()[0]
+        assert (tmp_path / "lmp" / name).read_text().splitlines()[0] == head_py
+    with pytest.raises(LegatoError, match="engine"):  # never mixed into a Python engine's folder
+        run_ensemble_lammps(model, base, "1", 2, protocol, tmp_path / "py", "m", **quiet)
+
+
+def test_gentle_model_same_outcomes_as_python_engine(tmp_path) -> None:
+    """A gentle random model lets atoms collide after some NVE steps: both engines stop each
+    instance at the same check for the same reason."""
+    model = small_model(torch.float64, per_species_energy_scale=[0.02, 0.02])
+    protocol = TfailProtocol(timestep_fs=0.5, nvt_steps=20, max_steps=60)
+    base = shipped_frame(0)
+    kw = dict(force_sigma_eV_A=0.5, log=lambda *a: None)
+    py = run_ensemble(model, base, "1", 2, protocol, tmp_path / "py", "g", progress=False, **kw)
+    lmp = run_ensemble_lammps(model, base, "1", 2, protocol, tmp_path / "lmp", "g", **kw)
+    assert _rows(lmp.table) == _rows(py.table)
+    assert {r.reason for r in lmp.table} == {"min_distance"}
+    for seed, r in zip((0, 1), sorted(lmp.table, key=lambda r: r.seed)):
+        rows = [x.split(",") for x in (tmp_path / "lmp" / "outliers.csv").read_text().splitlines()[1:]]
+        steps = [int(x[4]) for x in rows if int(x[2]) == seed]
+        assert steps == list(range(0, int(r.extra["t_total_steps"]) + 1, 10))  # one row per check
+
+
+def test_censored_and_resumable(tmp_path) -> None:
+    model = small_model(torch.float64, per_species_energy_scale=[0.02, 0.02])
+    protocol = TfailProtocol(timestep_fs=0.5, nvt_steps=20, max_steps=10)
+    base = shipped_frame(0)
+    out = tmp_path / "lmp"
+    kw = dict(force_sigma_eV_A=0.5, log=lambda *a: None)
+    res = run_ensemble_lammps(model, base, "1", 2, protocol, out, "gentle", **kw)
+    assert [(r.reason, r.censored, r.t_failure_steps) for r in res.table] == [("budget", True, 10)] * 2
+    outliers = (out / "outliers.csv").read_text().splitlines()
+    assert [line.split(",")[4] for line in outliers[1:]] == ["0", "10", "20", "30"] * 2
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    again = run_ensemble_lammps(model, base, "1", 3, protocol, out, "gentle", **kw)  # one more seed
+    new = (out / "runs.jsonl").read_text().splitlines()[len(lines) :]
+    assert [json.loads(x)["seeds"] for x in new] == [[2]]
+    assert len(again.table) == 3 and len(read_failure_table(out / "failures.csv")) == 3
