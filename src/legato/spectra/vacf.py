@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: incoherent scattering cross-sections (barn), Sears 1992 (Neutron News 3(3), 26)
-INCOHERENT_BARN = {"H": 80.26, "D": 2.05, "N": 0.5, "C": 0.001, "O": 0.0008}
+INCOHERENT_BARN = {"H": 80.26, "D": 2.05, "N": 0.5, "C": 0.001, "O": 0.0008, "Ar": 0.225}
 #: 1 THz in meV (h·1 THz) and in cm⁻¹ (1 THz / c)
 MEV_PER_THZ = 4.135667696
 CM1_PER_THZ = 33.35640952
