@@ -41,11 +41,12 @@ def test_single_point_matches_calculator(models, dtype, name, tmp_path) -> None:
     _compare(got, reference(atoms, pt), dtype)
 
 
-@pytest.mark.parametrize("name", ["shipped128", "triclinic"])
-def test_two_ranks_match_calculator(models, name, tmp_path) -> None:
+@pytest.mark.parametrize("name, chunk", [("shipped128", None), ("shipped128", 100), ("triclinic", None)])
+def test_two_ranks_match_calculator(models, name, chunk, tmp_path) -> None:
+    """Also with the model called on chunks of centres of at most ``chunk`` edges."""
     atoms = STRUCTURES[name]()
     pt, pth = models[torch.float64]
-    got = single_point(atoms, pth, tmp_path, ranks=2)
+    got = single_point(atoms, pth, tmp_path, ranks=2, chunk=chunk)
     _compare(got, reference(atoms, pt), torch.float64)
 
 

@@ -67,7 +67,7 @@ void PairLegato::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-/* pair_style legato [threads N] [dtype float32|float64] */
+/* pair_style legato [threads N] [dtype float32|float64] [chunk N] */
 void PairLegato::settings(int narg, char **arg)
 {
   int iarg = 0;
@@ -82,8 +82,11 @@ void PairLegato::settings(int narg, char **arg)
       if (value != "float32" && value != "float64")
         error->all(FLERR, "pair_style legato: dtype must be float32 or float64, got '{}'", value);
       asserted_dtype = value;
+    } else if (key == "chunk") {
+      chunk = utils::bnumeric(FLERR, value, false, lmp);
+      if (chunk < 0) error->all(FLERR, "pair_style legato: chunk must be >= 0, got {}", value);
     } else {
-      error->all(FLERR, "pair_style legato: unknown keyword '{}' (known: threads, dtype)", key);
+      error->all(FLERR, "pair_style legato: unknown keyword '{}' (known: threads, dtype, chunk)", key);
     }
     iarg += 2;
   }
@@ -192,6 +195,31 @@ double PairLegato::init_one(int, int)
   return r_max;
 }
 
+/* one model call: n_edges edges of n_centres centres -> energies [n_centres], dE/dvec [n_edges, 3] */
+void PairLegato::evaluate(const double *vec, const int64_t *centre, const int64_t *nspec,
+                          const int64_t *cspec, int64_t n_edges, int64_t n_centres, double *energy,
+                          double *grad)
+{
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  // from_blob wants non-const pointers; the copies (clone) never write through them
+  torch::Tensor vec_t = torch::from_blob(const_cast<double *>(vec), {n_edges, 3}, f64).to(dtype).clone();
+  torch::Tensor centre_t = torch::from_blob(const_cast<int64_t *>(centre), {n_edges}, i64).clone();
+  torch::Tensor nspec_t = torch::from_blob(const_cast<int64_t *>(nspec), {n_edges}, i64).clone();
+  torch::Tensor cspec_t = torch::from_blob(const_cast<int64_t *>(cspec), {n_centres}, i64).clone();
+  torch::Tensor atomic, g;
+  try {
+    c10::AutoGradMode grad_on(true);    // edge_forward differentiates inside TorchScript
+    auto out = model.get_method("edge_forward")({vec_t, centre_t, nspec_t, cspec_t}).toTuple();
+    atomic = out->elements()[0].toTensor().to(torch::kFloat64).contiguous();
+    g = out->elements()[1].toTensor().to(torch::kFloat64).contiguous();
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style legato: the model failed: {}", first_line(e.what()));
+  }
+  std::memcpy(energy, atomic.data_ptr<double>(), sizeof(double) * n_centres);
+  std::memcpy(grad, g.data_ptr<double>(), sizeof(double) * 3 * n_edges);
+}
+
 void PairLegato::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
@@ -225,24 +253,30 @@ void PairLegato::compute(int eflag, int vflag)
     }
   }
   const int64_t n_edges = static_cast<int64_t>(centre.size());
-  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  torch::Tensor vec_t = torch::from_blob(vec.data(), {n_edges, 3}, f64).to(dtype).clone();
-  torch::Tensor centre_t = torch::from_blob(centre.data(), {n_edges}, i64).clone();
-  torch::Tensor nspec_t = torch::from_blob(neighbour_species.data(), {n_edges}, i64).clone();
-  torch::Tensor cspec_t = torch::from_blob(centre_species.data(), {(int64_t) inum}, i64).clone();
 
-  torch::Tensor atomic, grad;
-  try {
-    c10::AutoGradMode grad_on(true);    // edge_forward differentiates inside TorchScript
-    auto out = model.get_method("edge_forward")({vec_t, centre_t, nspec_t, cspec_t}).toTuple();
-    atomic = out->elements()[0].toTensor().to(torch::kFloat64).contiguous();
-    grad = out->elements()[1].toTensor().to(torch::kFloat64).contiguous();
-  } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style legato: the model failed: {}", first_line(e.what()));
+  // model calls over consecutive centres holding at most `chunk` edges (at least one centre):
+  // E_i depends on i's edges only, so every chunk's energies and edge gradients are exact
+  std::vector<double> energy(inum, 0.0), grad(3 * n_edges, 0.0);
+  std::vector<int64_t> local_centre;
+  int64_t e0 = 0, ii0 = 0;
+  while (ii0 < inum) {
+    int64_t e1 = e0, ii1 = ii0;
+    while (ii1 < inum) {
+      int64_t e_next = e1;
+      while (e_next < n_edges && centre[e_next] == ii1) e_next++;
+      if (ii1 > ii0 && chunk > 0 && e_next - e0 > chunk) break;
+      e1 = e_next;
+      ii1++;
+    }
+    local_centre.resize(e1 - e0);
+    for (int64_t e = e0; e < e1; e++) local_centre[e - e0] = centre[e] - ii0;
+    evaluate(vec.data() + 3 * e0, local_centre.data(), neighbour_species.data() + e0,
+             centre_species.data() + ii0, e1 - e0, ii1 - ii0, energy.data() + ii0, grad.data() + 3 * e0);
+    e0 = e1;
+    ii0 = ii1;
   }
-  const double *e_ptr = atomic.data_ptr<double>();
-  const double *g = grad.data_ptr<double>();
+  const double *e_ptr = energy.data();
+  const double *g = grad.data();
 
   for (int64_t e = 0; e < n_edges; e++) {
     const int i = ilist[centre[e]], j = neighbour[e];

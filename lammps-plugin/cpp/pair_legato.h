@@ -27,12 +27,15 @@ class PairLegato : public Pair {
  private:
   void allocate();
   void load_model(const std::string &path);
+  void evaluate(const double *vec, const int64_t *centre, const int64_t *nspec, const int64_t *cspec,
+                int64_t n_edges, int64_t n_centres, double *energy, double *grad);
 
   torch::jit::Module model;
   bool model_loaded = false;
   torch::Dtype dtype = torch::kFloat64;  // the model's computing dtype
   std::string asserted_dtype;            // from "dtype X" in pair_style, checked against the model
   int nthreads = 0;                      // torch intra-op threads per rank (0 = torch's default)
+  int64_t chunk = 8192;                  // max edges per model call (0 = all edges in one call)
   double r_max = 0.0;
   std::vector<std::string> species;      // the model's type names, in species-index order
   std::vector<int64_t> type2species;     // [ntypes + 1] LAMMPS type -> model species

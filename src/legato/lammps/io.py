@@ -57,10 +57,12 @@ def input_script(
     dump_file: str | None = None,
     dump_every: int = 1,
     skin: float = 1.0,
+    chunk: int | None = None,
 ) -> str:
     """A complete LAMMPS input: the model on the data file, thermo columns :data:`THERMO`
     at full precision, optionally per-atom dumps (:data:`DUMP`), then ``body`` (fixes, runs)."""
     style = "legato" + (f" threads {threads}" if threads else "") + (f" dtype {dtype}" if dtype else "")
+    style += f" chunk {chunk}" if chunk is not None else ""
     lines = [
         "units metal",
         "atom_style atomic",

@@ -39,6 +39,7 @@ def single_point(
     ranks: int = 1,
     threads: int = 1,
     dtype: str | None = None,
+    chunk: int | None = None,
 ) -> dict[str, Any]:
     """LAMMPS ``run 0`` of ``atoms`` with the model, in ``folder``: energy (eV), energies
     [N], forces [N, 3] (eV/Å), stress [3, 3] (eV/Å³, ASE sign) and stress_atoms [3, 3]
@@ -49,7 +50,14 @@ def single_point(
     prism = write_data(atoms, folder / "structure.data", names)
     body = "velocity all set 0.0 0.0 0.0\nrun 0\n"
     script = input_script(
-        "structure.data", str(model_file), names, body, dtype=dtype, threads=threads, dump_file="atoms.dump"
+        "structure.data",
+        str(model_file),
+        names,
+        body,
+        dtype=dtype,
+        threads=threads,
+        dump_file="atoms.dump",
+        chunk=chunk,
     )
     atomic_write_text(folder / "in.lmp", script)
     run_lammps("in.lmp", ranks=ranks, threads=threads, cwd=folder)

@@ -1,0 +1,162 @@
+"""LAMMPS (pair_style legato) speed, on demand (not part of the tests).
+
+1. Per-step time: LAMMPS on 1 rank × 1 thread versus legato's own MD loop (velocity Verlet,
+   the same model evaluated eagerly, as ``legato md --no-compile``), same box and model.
+2. Weak scaling 1 → 2 ranks (1 thread each), 432·k atoms per rank: efficiency
+   t(1 rank, N) / t(2 ranks, 2N).
+3. Strong scaling 1 → 2 ranks at 3,456 atoms (the 432-atom box 2×2×2): speed-up t1/t2 and
+   efficiency t1 / (2 t2).
+
+Model: the paper's l_max = 1 Allegro (133,544 parameters, float32, random weights with a small
+energy scale so the dynamics stay gentle; speed does not depend on training), deployed as a
+TorchScript file. Box: ``../shared/data/nh3_432.lmp`` when present (else a synthetic NH3 grid),
+repeated. LAMMPS time per step = "Loop time" of a timed NVE run after a warm-up run (model
+loading and the first calls excluded). Results: a Markdown table on stdout and a JSON file.
+
+    python benchmarks/lammps_speed.py [--steps 4] [--weak-k 1,2] [--out lammps_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from md_speed import TYPES, MDBench, liquid_432, paper_model  # noqa: E402
+
+from legato.fileio import atomic_write_text  # noqa: E402
+from legato.lammps import run_lammps, write_data  # noqa: E402
+from legato.lammps.io import input_script  # noqa: E402
+from legato.models import count_parameters, export_torchscript  # noqa: E402
+
+_LOOP = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
+
+
+def lammps_step_time(atoms, model_file: Path, ranks: int, steps: int, warmup: int, work: Path) -> dict:
+    """Seconds per NVE step in LAMMPS (the timed run after a warm-up run) and the pair share."""
+    folder = Path(tempfile.mkdtemp(prefix=f"N{len(atoms)}_r{ranks}_", dir=work))
+    write_data(atoms, folder / "box.data", TYPES)
+    body = (
+        "velocity all create 200.0 4928459 mom yes rot no dist gaussian loop geom\n"
+        "timestep 0.0005\nfix integrate all nve\nthermo_style custom step temp pe etotal\n"
+        f"thermo {steps}\nrun {warmup}\nrun {steps}\n"
+    )
+    text = input_script("box.data", str(model_file), TYPES, body, threads=1)
+    text = text.replace("compute pe_atom all pe/atom\ncompute s_atom all stress/atom NULL virial\n", "")
+    atomic_write_text(folder / "in.lmp", text)
+    t0 = time.perf_counter()
+    run_lammps("in.lmp", ranks=ranks, threads=1, cwd=folder)
+    wall = time.perf_counter() - t0
+    log = (folder / "log.lammps").read_text()
+    loops = _LOOP.findall(log)
+    seconds, procs, n_steps, n_atoms = loops[-1]
+    pair = re.findall(r"^Pair\s*\|\s*[0-9.e+-]+\s*\|\s*([0-9.e+-]+)", log, re.M)  # avg over ranks
+    return {
+        "n_atoms": int(n_atoms),
+        "ranks": int(procs),
+        "s_per_step": float(seconds) / int(n_steps),
+        "pair_s_per_step": float(pair[-1]) / int(n_steps) if pair else None,
+        "process_wall_s": wall,
+    }
+
+
+def legato_step_time(model, atoms, steps: int) -> float:
+    bench = MDBench(model, [atoms])
+    bench.run(1)  # warm-up
+    return bench.run(steps)[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=4, help="timed MD steps per measurement")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed LAMMPS steps before them")
+    ap.add_argument("--weak-k", default="1,2", help="atoms per rank = 432·k, k from this list")
+    ap.add_argument("--strong-reps", default="2,2,2", help="replication of the 432 box, strong scaling")
+    ap.add_argument("--skip-legato", action="store_true", help="skip the legato md comparison")
+    ap.add_argument("--out", default="lammps_speed.json", help="JSON results (must not exist)")
+    args = ap.parse_args()
+    if Path(args.out).exists():
+        sys.exit(f"{args.out} exists; refusing to overwrite it")
+    torch.set_num_threads(1)
+    model = paper_model()
+    base = liquid_432()
+    work = Path(tempfile.mkdtemp(prefix="lammps_speed_"))
+    model_file = work / "paper_model.pth"
+    export_torchscript(model, model_file)
+    res: dict = {
+        "model": f"paper l_max=1 Allegro, {count_parameters(model)} parameters, float32, random weights",
+        "base_atoms": len(base),
+        "torch": torch.__version__,
+        "load_average_start": os.getloadavg(),
+        "steps": args.steps,
+    }
+    print(f"# {res['model']}; base box {len(base)} atoms; load {os.getloadavg()[0]:.2f}", flush=True)
+
+    # 1. LAMMPS vs legato md, 432 atoms, 1 rank 1 thread
+    one = lammps_step_time(base, model_file, 1, args.steps, args.warmup, work)
+    res["lammps_1rank_432"] = one
+    if not args.skip_legato:
+        res["legato_md_432_s_per_step"] = legato_step_time(model, base, args.steps)
+    print(f"LAMMPS 1 rank {one['s_per_step']:.3f} s/step; legato md {res.get('legato_md_432_s_per_step')}")
+
+    # 2. weak scaling
+    weak = []
+    for k in [int(x) for x in args.weak_k.split(",")]:
+        reps1 = {1: (1, 1, 1), 2: (1, 1, 2), 4: (1, 2, 2), 8: (2, 2, 2)}[k]
+        reps2 = {1: (1, 1, 2), 2: (1, 2, 2), 4: (2, 2, 2), 8: (2, 2, 4)}[k]
+        t1 = (
+            one
+            if k == 1
+            else lammps_step_time(base.repeat(reps1), model_file, 1, args.steps, args.warmup, work)
+        )
+        t2 = lammps_step_time(base.repeat(reps2), model_file, 2, args.steps, args.warmup, work)
+        eff = t1["s_per_step"] / t2["s_per_step"]
+        weak.append({"atoms_per_rank": 432 * k, "one_rank": t1, "two_ranks": t2, "efficiency": eff})
+        print(f"weak k={k}: {t1['s_per_step']:.3f} vs {t2['s_per_step']:.3f} s/step → {eff:.3f}", flush=True)
+    res["weak"] = weak
+
+    # 3. strong scaling
+    reps = tuple(int(x) for x in args.strong_reps.split(","))
+    big = base.repeat(reps)
+    s1 = lammps_step_time(big, model_file, 1, args.steps, args.warmup, work)
+    s2 = lammps_step_time(big, model_file, 2, args.steps, args.warmup, work)
+    res["strong"] = {
+        "n_atoms": len(big),
+        "one_rank": s1,
+        "two_ranks": s2,
+        "speedup": s1["s_per_step"] / s2["s_per_step"],
+        "efficiency": s1["s_per_step"] / (2 * s2["s_per_step"]),
+    }
+    print(f"strong N={len(big)}: {s1['s_per_step']:.3f} vs {s2['s_per_step']:.3f} s/step", flush=True)
+    res["load_average_end"] = os.getloadavg()
+    atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
+
+    print("\n| measurement | atoms | ranks | s/step | pair s/step |\n|---|---|---|---|---|")
+    rows = [("LAMMPS", one)]
+    rows += [(f"weak k={w['atoms_per_rank'] // 432}", w[t]) for w in weak for t in ("one_rank", "two_ranks")]
+    rows += [("strong", s1), ("strong", s2)]
+    for name, r in rows:
+        print(
+            f"| {name} | {r['n_atoms']} | {r['ranks']} | {r['s_per_step']:.3f} | {r['pair_s_per_step']:.3f} |"
+        )
+    if "legato_md_432_s_per_step" in res:
+        print(f"| legato md (eager) | {len(base)} | 1 | {res['legato_md_432_s_per_step']:.3f} | |")
+    weak_eff = ", ".join(f"{w['efficiency']:.3f}" for w in weak)
+    st = res["strong"]
+    print(
+        f"\nweak efficiency: {weak_eff}; strong speed-up {st['speedup']:.2f} (efficiency {st['efficiency']:.3f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
