@@ -201,8 +201,9 @@ def _skip_shared(cmd: DocCommand) -> bool:
 
 
 #: commands that fit no default-suite budget of ~90 s even on the stand-in model (20-30 s each
-#: on a loaded 2-core machine): they run in the slow tests
-SLOW_ON_STAND_IN = re.compile(r"^legato (sharpness|landscape) |\.\./shared/data/nh3_432\.lmp")
+#: on a loaded 2-core machine; the PIMD example about 60 s eager, and its spectrum needs it):
+#: they run in the slow tests
+SLOW_ON_STAND_IN = re.compile(r"^legato (sharpness|landscape|pimd|spectrum) |\.\./shared/data/nh3_432\.lmp")
 
 
 def test_short_quickstart_commands_run_as_written(tmp_path):

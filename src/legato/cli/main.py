@@ -37,10 +37,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 #: commands that evaluate a model without training it: they take ``--no-compile``
-COMPILED = {"evaluate", "md", "pimd", "tfail", "rho-search", "study", "demo"}
+COMPILED = {"evaluate", "md", "pimd", "phonons", "tfail", "rho-search", "study", "demo"}
 
 #: commands that run torch for long: they all take ``--threads``
-THREADED = {"train", "evaluate", "sharpness", "landscape", "md", "pimd", "tfail", "rho-search", "study", "demo"}
+THREADED = {
+    "train",
+    "evaluate",
+    "sharpness",
+    "landscape",
+    "md",
+    "pimd",
+    "phonons",
+    "tfail",
+    "rho-search",
+    "study",
+    "demo",
+}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -127,8 +127,10 @@ def run(args: argparse.Namespace) -> int:
         "sum_rule": spec.sum_rule,
         "neutron_weights_barn_per_amu": weights,
         "cross_sections": "incoherent, Sears, Neutron News 3(3), 26 (1992)",
+        # a peak closer to 0 than the resolution cannot be told from diffusion (ν = 0)
         "peak_meV": {
-            k: peak_THz(spec, "weighted" if k == "neutron_weighted" else k) * MEV_PER_THZ for k in curves
+            k: peak_THz(spec, "weighted" if k == "neutron_weighted" else k, res_thz) * MEV_PER_THZ
+            for k in curves
         },
     }
     out = Path(args.output) if args.output else Path(args.inputs[0]) / f"spectrum_{args.source}"
@@ -145,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         f"max lag {spec.max_lag_fs:g} fs: resolution (FWHM) {res_thz * MEV_PER_THZ:.2f} meV = "
         f"{res_thz * CM1_PER_THZ:.1f} cm-1"
     )
-    print("highest peak: " + ", ".join(f"{k} {v:.1f} meV" for k, v in meta["peak_meV"].items()))
+    peaks = ", ".join(f"{k} {v:.1f} meV" for k, v in meta["peak_meV"].items())
+    print(f"highest peak above the resolution: {peaks}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
