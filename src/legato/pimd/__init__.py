@@ -4,12 +4,14 @@ from legato.pimd.config import PIMDConfig, load_pimd_config, validate_pimd_confi
 from legato.pimd.estimators import block_average
 from legato.pimd.integrator import RingPolymerIntegrator, polymer_momenta
 from legato.pimd.normal_modes import free_frequencies, normal_mode_matrix, polymer_view, ring_layout
+from legato.pimd.rdf import bead_rdf
 from legato.pimd.runner import PIMDRunner, format_pimd_summary, run_pimd
 
 __all__ = [
     "PIMDConfig",
     "PIMDRunner",
     "RingPolymerIntegrator",
+    "bead_rdf",
     "block_average",
     "format_pimd_summary",
     "free_frequencies",
