@@ -176,3 +176,31 @@ def test_nve_rpmd_energy_error_scales_as_timestep_squared():
     ratio = errors[4.0] / errors[2.0]
     assert errors[2.0] < 1e-4  # eV/atom
     assert 3.0 < ratio < 5.0, errors
+
+
+def test_trpmd_centroid_spectrum_of_a_harmonic_oscillator_peaks_at_omega():
+    """For a harmonic potential the RPMD centroid moves at ω exactly; TRPMD leaves the centroid
+    unthermostatted: its VACF spectrum peaks at ħω = 100 meV within the stated resolution."""
+    from legato.spectra.vacf import MEV_PER_THZ, peak_THz, vdos
+    from legato.units import FS
+
+    p, dt = 8, 1.0
+    k, temp = oscillator_constants(HBAR_OMEGA_EV, 8.0, MASS)
+    state = bead_state(oscillator_atoms(16, MASS), p, 2)
+    wells = HarmonicWells(state.positions.clone(), k)
+    state = polymer_momenta(state, p, temp)
+    nvt = RingPolymerIntegrator(p, dt, temp, "nvt", tau_centroid_fs=20.0)
+    state = nvt.init(state, wells)
+    for _ in range(100):
+        state = nvt.step(state, wells)
+    trpmd = RingPolymerIntegrator(p, dt, temp, "trpmd")
+    state = trpmd.init(state, wells)
+    lay = ring_layout(state, p)
+    v = []
+    for _ in range(800):
+        state = trpmd.step(state, wells)
+        v.append((lay.gather(state.momenta).mean(0) / lay.masses[:, None]).numpy() * FS)  # [N, 3] Å/fs
+    spec = vdos([np.stack(v)], ["H"] * lay.masses.numel(), dt, max_lag_fs=300.0)
+    res_meV = spec.resolution_THz * MEV_PER_THZ
+    assert res_meV < 15.0
+    assert abs(peak_THz(spec, "H", spec.resolution_THz) * MEV_PER_THZ - 1000 * HBAR_OMEGA_EV) < 0.5 * res_meV
