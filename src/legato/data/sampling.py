@@ -354,6 +354,7 @@ def _derived_info(parent: Atoms, source: str, **extra: float) -> dict[str, Any]:
         "parent_traj": parent.info.get("traj", ""),
         "parent_step": int(parent.info.get("step", -1)),
         "temperature_K": parent.info.get("temperature_K", float("nan")),
+        **({"phase": parent.info["phase"]} if "phase" in parent.info else {}),
         **extra,
     }
 
