@@ -95,6 +95,9 @@ _RESUMABLE_CHANGES = {"steps", "output", "device"}
 class MDRunner:
     """Runs R replicas of ``atoms_list`` (cycled) with ``potential`` as the config says."""
 
+    #: name on the progress bar (subclasses running other engines on this loop rename it)
+    progress_label = "md"
+
     def __init__(
         self,
         potential: torch.nn.Module,
@@ -374,7 +377,7 @@ class MDRunner:
         pbar = tqdm(
             total=cfg.steps,
             initial=first_step,
-            desc="md",
+            desc=self.progress_label,
             unit="step",
             disable=not cfg.output.progress,
             dynamic_ncols=True,
@@ -406,7 +409,7 @@ class MDRunner:
                     if cfg.output.checkpoint_every and step % cfg.output.checkpoint_every == 0:
                         self.save_checkpoint()
                     pbar.update(1)
-                    pbar.set_postfix(alive=self.state.n_replicas, refresh=False)
+                    pbar.set_postfix(alive=self.n_alive(), refresh=False)
             self.save_checkpoint()
         finally:
             pbar.close()
@@ -422,6 +425,10 @@ class MDRunner:
                 writer.writerows(rows)
                 atomic_write_text(self.dir / "instances.csv", buf.getvalue())
         return MDResult(self.state, self.failures, summary, self.thermo, self.checks)
+
+    def n_alive(self) -> int:
+        """Replicas still running (shown on the progress bar)."""
+        return self.state.n_replicas
 
     def _start_of_run(self, integ: Integrator) -> None:
         if self.detector.force_sigma is None:  # σ from the initial forces of all replicas

@@ -46,6 +46,12 @@ from legato.pimd.normal_modes import polymer_view, ring_layout
 class PIMDRunner(MDRunner):
     """Runs ``replicas`` ring polymers of ``beads`` beads of ``atoms_list`` (cycled)."""
 
+    progress_label = "pimd"
+
+    def n_alive(self) -> int:
+        """Ring polymers still running."""
+        return self.state.n_replicas // self.n_beads
+
     def __init__(
         self,
         potential: torch.nn.Module,
