@@ -31,7 +31,7 @@ from legato.pimd.normal_modes import (
     ring_layout,
     to_normal_modes,
 )
-from legato.units import KB_EV_PER_K
+from legato.units import FS, KB_EV_PER_K
 
 torch.set_num_threads(1)
 HBAR_OMEGA_EV = 0.1  # ≈ 807 cm⁻¹
@@ -204,3 +204,35 @@ def test_trpmd_centroid_spectrum_of_a_harmonic_oscillator_peaks_at_omega():
     res_meV = spec.resolution_THz * MEV_PER_THZ
     assert res_meV < 15.0
     assert abs(peak_THz(spec, "H", spec.resolution_THz) * MEV_PER_THZ - 1000 * HBAR_OMEGA_EV) < 0.5 * res_meV
+
+
+@pytest.mark.parametrize("propagator", ["exact", "cayley"])
+def test_free_ring_polymer_propagation(propagator):
+    """V = 0: the ring-polymer energy is conserved to rounding (the Cayley map is the implicit
+    midpoint rule, which keeps quadratic invariants) at Δt = 1 fs and at Δt = 20 fs, where
+    ω_max·Δt = 8; the centroid moves freely; a mode turns by ω_kΔt (exact) or 2·atan(ω_kΔt/2)."""
+
+    def no_forces(s):
+        return torch.zeros(s.n_replicas, dtype=s.positions.dtype), torch.zeros_like(s.positions)
+
+    p, n = 16, 4
+    for dt in (1.0, 20.0):
+        state = polymer_momenta(bead_state(oscillator_atoms(n, MASS), p, 1), p, 100.0)
+        integ = RingPolymerIntegrator(p, dt, 100.0, "nve", propagator=propagator)
+        state = integ.init(state, no_forces)
+        h0 = integ.conserved(state)
+        centroid0 = state.positions.view(p, n, 3).mean(0)
+        velocity = state.momenta.view(p, n, 3).mean(0) / MASS
+        for _ in range(200):
+            state = integ.step(state, no_forces)
+        assert torch.allclose(integ.conserved(state), h0, rtol=1e-11, atol=0)
+        moved = centroid0 + velocity * 200 * dt * FS
+        assert torch.allclose(state.positions.view(p, n, 3).mean(0), moved, rtol=0, atol=1e-9)
+    # one step of mode k = 1 from rest at unit displacement: angle of (q, p/(mω))
+    w = float(integ.omega[1])
+    q = torch.zeros(p, 1, 3, dtype=torch.float64)
+    q[1] = 1.0
+    qn, pn = integ._free(q, torch.zeros_like(q), torch.tensor([MASS], dtype=torch.float64), integ.dt)
+    angle = float(torch.atan2(-pn[1, 0, 0] / (MASS * w), qn[1, 0, 0]))
+    expect = w * integ.dt if propagator == "exact" else 2.0 * np.arctan(0.5 * w * integ.dt)
+    assert angle == pytest.approx(expect, rel=1e-12)
