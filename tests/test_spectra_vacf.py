@@ -102,3 +102,8 @@ def test_cli_writes_csv_json_png(tmp_path, capsys):
     assert main(["spectrum", str(tmp_path), "--source", "md"]) == 2  # refuses to overwrite
     assert "--overwrite" in capsys.readouterr().err
     assert main(["spectrum", str(tmp_path), "--source", "beads"]) == 2
+    assert (
+        main(["spectrum", str(tmp_path), "--source", "md", "--skip-fs", "600", "-o", str(tmp_path / "x")])
+        == 2
+    )
+    assert "frames left" in capsys.readouterr().err

@@ -83,6 +83,8 @@ def read_velocities(path: Path, timestep_fs: float | None, skip_fs: float):
             raise LegatoError(f"{path}: frames are not equally spaced in time")
         timestep_fs = float(steps[0])
     first = int(np.ceil(skip_fs / timestep_fs - 1e-9))
+    if len(frames) - first < 4:
+        raise LegatoError(f"{path}: {len(frames) - first} frames left after --skip-fs {skip_fs:g}")
     frames = frames[first:]
     if frames[0].get_momenta() is None or not frames[0].has("momenta"):
         raise LegatoError(f"{path} holds no velocities (momenta)")
