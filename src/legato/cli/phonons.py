@@ -15,7 +15,8 @@ from legato.errors import LegatoError
 
 EXAMPLES = """\
   legato phonons NH3 --model runs/small_legato/best_model.pt --output runs/phonons_nh3
-  legato phonons crystal.extxyz --model runs/small_legato/best_model.pt --supercell 2 2 2 --mesh 8 8 8
+  legato phonons data/nh3_liquid_gfn1.extxyz.gz --model runs/small_legato/best_model.pt \\
+      --fixed-cell --fmax 0.01 --supercell 1 1 1 --mesh 1 1 1     (a quenched liquid box, Γ only)
 """
 
 

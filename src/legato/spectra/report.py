@@ -50,7 +50,7 @@ def dos_figure(
     ax.set_ylim(bottom=0)
     top = ax.secondary_xaxis("top", functions=(lambda x: x * 8.0655439, lambda x: x / 8.0655439))
     top.set_xlabel("wavenumber (cm$^{-1}$)")
-    ax.set_title(title, fontsize=10, pad=30)  # above the cm⁻¹ axis
+    fig.suptitle(title, fontsize=10)  # above the cm⁻¹ axis
     if note:
         ax.text(0.99, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize=8)
     ax.legend(fontsize=8, loc="upper left")
