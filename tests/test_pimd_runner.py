@@ -150,11 +150,20 @@ def test_masses_from_the_structure_or_the_config():
     """ND3 vs NH3 by mass: deuterium from the structure; masses_amu overrides per element."""
     atoms = nh3_box(1)
     atoms.set_masses([2.014 if s == "H" else 14.007 for s in atoms.get_chemical_symbols()])
-    kw = dict(beads=2, replicas=1, steps=0, checks=dict(temperature_window_K=None), estimators=dict(blocks=2))
+    kw = dict(
+        beads=2,
+        steps=2,
+        schedule=[dict(ensemble="nvt")],
+        checks=dict(temperature_window_K=None),
+        estimators=dict(blocks=2),
+        output=dict(thermo_every=1),
+    )
     nd3 = run_pimd(atoms, small_model(torch.float64), **kw)
     assert nd3.summary["masses_amu"] == {"H": [2.014], "N": [14.007]}
+    assert set(nd3.summary["estimators"]["species"]) == {"D", "N"}  # labelled by isotope
     nh3 = run_pimd(atoms, small_model(torch.float64), masses_amu={"H": 1.008}, **kw)
     assert nh3.summary["masses_amu"]["H"] == [1.008]
+    assert set(nh3.summary["estimators"]["species"]) == {"H", "N"}
     with pytest.raises(LegatoError, match="not in the structure"):
         run_pimd(atoms, small_model(torch.float64), masses_amu={"O": 16.0}, **kw)
 

@@ -21,6 +21,7 @@ import torch
 from legato.md.state import DTYPE, MDState
 from legato.pimd.integrator import RingPolymerIntegrator
 from legato.pimd.normal_modes import polymer_view, ring_layout, to_normal_modes
+from legato.spectra.vacf import isotope_label
 
 POLYMER_FIELDS = [
     "step",
@@ -103,12 +104,19 @@ def polymer_rows(state: MDState, integ: RingPolymerIntegrator, time_fs: float, s
 def species_rows(
     state: MDState, integ: RingPolymerIntegrator, type_names: Sequence[str], time_fs: float
 ) -> list[dict]:
-    """One row per (ring polymer, species present): per-atom averages (SPECIES_FIELDS)."""
+    """One row per (ring polymer, species present): per-atom averages (SPECIES_FIELDS).
+
+    Species are isotopes by mass: hydrogen heavier than 1.5 amu is "D" (ND3 vs NH3).
+    """
     p = integ.n_beads
     lay = ring_layout(state, p)
     est = atom_estimators(state, integ)
-    n_sp = len(type_names)
-    key = lay.polymer * n_sp + lay.species  # [N]
+    labels = [
+        isotope_label(type_names[int(s)], float(m)) for s, m in zip(lay.species, lay.masses, strict=True)
+    ]
+    names = sorted(set(labels))
+    n_sp = len(names)
+    key = lay.polymer * n_sp + torch.tensor([names.index(x) for x in labels], dtype=torch.long)  # [N]
     size = lay.n_polymers * n_sp
     count = torch.bincount(key, minlength=size).to(DTYPE)
 
@@ -119,7 +127,7 @@ def species_rows(
     ids = torch.div(state.replica_ids[::p], p, rounding_mode="floor").tolist()
     rows = []
     for r, rid in enumerate(ids):
-        for s, name in enumerate(type_names):
+        for s, name in enumerate(names):
             j = r * n_sp + s
             if count[j] == 0:
                 continue
