@@ -15,8 +15,8 @@ from legato.errors import LegatoError
 
 EXAMPLES = """\
   legato phonons NH3 --model runs/small_legato/best_model.pt --output runs/phonons_nh3
-  legato phonons data/nh3_liquid_gfn1.extxyz.gz --model runs/small_legato/best_model.pt \\
-      --fixed-cell --fmax 0.01 --supercell 1 1 1 --mesh 1 1 1     (a quenched liquid box, Γ only)
+  legato data crystal --cells 1 --hydrogen --out nh3_cell.extxyz   (then:)
+  legato phonons nh3_cell.extxyz --model runs/small_legato/best_model.pt --supercell 2 2 2 --mesh 8 8 8
 """
 
 
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     from legato.calculator import LegatoCalculator
     from legato.fileio import atomic_write_text, ensure_writable_dir
+    from legato.models import load_model
     from legato.spectra import phonons
     from legato.spectra.report import refuse_existing, write_dos
     from legato.spectra.vacf import CM1_PER_THZ, MEV_PER_THZ
@@ -111,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     set_masses(atoms, args.masses)
     out = ensure_writable_dir(args.output, "phonons output folder")
     refuse_existing([out / "relaxed.extxyz", out / "modes.csv", out / "gamma_modes.csv"], args.overwrite)
-    calc = LegatoCalculator(args.model, device=args.device)
+    # float64: differences of forces over 0.01 Å need more than float32's 7 digits
+    calc = LegatoCalculator(load_model(args.model, map_location=args.device).double(), device=args.device)
     meta: dict = {"structure": args.structure, "model": str(args.model), "molecule": molecule}
     if not args.no_relax:
         rel = phonons.relax(atoms, calc, args.fmax, args.max_steps, cell=not args.fixed_cell)

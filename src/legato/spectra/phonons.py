@@ -70,8 +70,9 @@ def phonon_dos(
     sigma_THz: float = 0.1,
     freq_pitch_THz: float = 0.05,
 ) -> PhononResult:
-    """Force constants by finite displacements (phonopy, ± displacements), DOS projected on
-    atoms on a Γ-centred q-mesh with Gaussian smearing σ, per species and neutron-weighted."""
+    """Force constants by finite displacements (phonopy, ± displacements; symmetrised, which
+    imposes the acoustic sum rule), DOS projected on atoms on a Γ-centred q-mesh with
+    Gaussian smearing σ, per species and neutron-weighted."""
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
 
@@ -91,6 +92,7 @@ def phonon_dos(
         forces.append(f - f.mean(0))  # drift removal, as phonopy's calculator interfaces do
     ph.forces = np.array(forces)
     ph.produce_force_constants()
+    ph.symmetrize_force_constants()  # translational invariance (acoustic sum rule), index symmetry
     ph.run_mesh(list(mesh), with_eigenvectors=True, is_mesh_symmetry=False, is_gamma_center=True)
     ph.run_projected_dos(
         sigma=sigma_THz, freq_min=0.0, freq_pitch=freq_pitch_THz, use_tetrahedron_method=False
