@@ -58,3 +58,12 @@ def test_paper_box_matches_calculator(models, shared_box, tmp_path) -> None:
     pt, pth = models[torch.float64]
     got = single_point(atoms, pth, tmp_path, ranks=2)
     _compare(got, reference(atoms, pt), torch.float64)
+
+
+def test_two_threads_match_calculator(models, tmp_path) -> None:
+    """pair_style legato threads 2 (torch intra-op threads of the rank)."""
+    atoms = STRUCTURES["shipped128"]()
+    pt, pth = models[torch.float64]
+    got = single_point(atoms, pth, tmp_path, threads=2)
+    assert "2 torch thread(s) per rank" in (tmp_path / "log.lammps").read_text()
+    _compare(got, reference(atoms, pt), torch.float64)
