@@ -199,26 +199,15 @@ def test_installed_cli_runs_a_tiny_config(tmp_path):
     }
     (tmp_path / "pimd.yaml").write_text(yaml.safe_dump(cfg))
     env = {"OMP_NUM_THREADS": "1", "PATH": str(Path(sys.executable).parent), "LEGATO_COMPILE": "0"}
-    res = subprocess.run(
-        [_script(), "pimd", "pimd.yaml", "--no-progress", "--threads", "1"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+
+    def legato(*extra: str) -> subprocess.CompletedProcess:
+        cmd = [_script(), "pimd", "pimd.yaml", "--no-progress", *extra]
+        return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+
+    res = legato("--threads", "1")
     assert res.returncode == 0, res.stderr
     assert "2 ring polymers x 4 beads" in res.stdout and "K_cv" in res.stdout
     assert len(ase.io.read(tmp_path / "out" / "centroid_000.extxyz", ":")) == 7
-    again = subprocess.run(
-        [_script(), "pimd", "pimd.yaml", "--no-progress"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+    again = legato()
     assert again.returncode == 2 and again.stderr.startswith("error: ") and "--resume" in again.stderr
     assert "Traceback" not in again.stderr

@@ -77,19 +77,22 @@ def build_potential(cfg, base: Path):
     return HarmonicPairs(k_eV_per_A2=ref.k_eV_per_A2, r0_A=ref.r0_A, r_max=ref.r_max)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_inputs(args: argparse.Namespace, load, validate, **overrides):
+    """(config, structures, potential) of a run command (``legato md``, ``legato pimd``).
+
+    ``load(path)`` reads the config file, ``validate(dict)`` checks it; the command line's
+    --output, --steps, --model, --no-progress and the ``overrides`` that are not None
+    (config keys) take precedence over the file.
+    """
     import torch
 
-    from legato.md.config import load_config, validate_config
-    from legato.md.runner import MDRunner, format_summary
-
     cfg_path = Path(args.config)
-    cfg = load_config(cfg_path)
-    data = cfg.model_dump(mode="json")
+    data = load(cfg_path).model_dump(mode="json")
     if args.output:
         data["output"]["directory"] = args.output
     if args.steps is not None:
         data["steps"] = args.steps
+    data.update({k: v for k, v in overrides.items() if v is not None})
     if args.model:
         if not Path(args.model).is_file():
             raise LegatoError(f"model file not found: {args.model}")
@@ -97,12 +100,18 @@ def run(args: argparse.Namespace) -> int:
         data["reference_potential"] = None
     if args.no_progress:
         data["output"]["progress"] = False
-    cfg = validate_config(data)
+    cfg = validate(data)
     base = cfg_path.resolve().parent
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise LegatoError(f"device {cfg.device} requested but CUDA is not available")
-    structures = load_structures(cfg.structure, cfg.structure_index, base)
-    potential = build_potential(cfg, base)
+    return cfg, load_structures(cfg.structure, cfg.structure_index, base), build_potential(cfg, base)
+
+
+def run(args: argparse.Namespace) -> int:
+    from legato.md.config import load_config, validate_config
+    from legato.md.runner import MDRunner, format_summary
+
+    cfg, structures, potential = run_inputs(args, load_config, validate_config)
     runner = MDRunner(potential, structures, cfg, output_dir=cfg.output.directory)
     result = runner.run(resume=args.resume)
     print(format_summary(result.summary))

@@ -7,9 +7,6 @@ if not found there, from the config file's directory. See docs/pimd.md.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from legato.errors import LegatoError
 
 EXAMPLES = """\
   legato pimd configs/pimd_example.yaml
@@ -40,33 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from legato.cli.md import build_potential, load_structures
+    from legato.cli.md import run_inputs
     from legato.pimd.config import load_pimd_config, validate_pimd_config
     from legato.pimd.runner import PIMDRunner, format_pimd_summary
 
-    cfg_path = Path(args.config)
-    data = load_pimd_config(cfg_path).model_dump(mode="json")
-    if args.output:
-        data["output"]["directory"] = args.output
-    if args.steps is not None:
-        data["steps"] = args.steps
-    if args.beads is not None:
-        data["beads"] = args.beads
-    if args.model:
-        if not Path(args.model).is_file():
-            raise LegatoError(f"model file not found: {args.model}")
-        data["model"] = str(Path(args.model).resolve())
-        data["reference_potential"] = None
-    if args.no_progress:
-        data["output"]["progress"] = False
-    cfg = validate_pimd_config(data)
-    base = cfg_path.resolve().parent
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise LegatoError(f"device {cfg.device} requested but CUDA is not available")
-    structures = load_structures(cfg.structure, cfg.structure_index, base)
-    potential = build_potential(cfg, base)
+    cfg, structures, potential = run_inputs(args, load_pimd_config, validate_pimd_config, beads=args.beads)
     result = PIMDRunner(potential, structures, cfg, output_dir=cfg.output.directory).run(resume=args.resume)
     print(format_pimd_summary(result.summary))
     print(f"outputs in {cfg.output.directory} (estimators: summary.json)")

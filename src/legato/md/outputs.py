@@ -13,13 +13,10 @@ from typing import IO
 
 from ase import Atoms
 
+#: the leading columns of a per-replica row (thermo.csv of legato md and legato pimd)
+ROW_FIELDS = ["step", "time_fs", "stage", "ensemble", "replica", "n_atoms"]
 THERMO_FIELDS = [
-    "step",
-    "time_fs",
-    "stage",
-    "ensemble",
-    "replica",
-    "n_atoms",
+    *ROW_FIELDS,
     "temperature_K",
     "potential_eV",
     "kinetic_eV",

@@ -303,18 +303,36 @@ class MDRunner:
         for r, rid in enumerate(self.state.replica_ids.tolist()):
             self.files.frame(f"traj_{rid:03d}.extxyz", self._frame(self.state, r))
 
+    # ------------------------------------------------------------------ failure units
+    #: batch replicas that fail and leave together (PIMD: the P beads of a ring polymer)
+    group = 1
+
+    def unit_state(self, state: MDState) -> MDState:
+        """The batch as the failure detectors see it: one replica per unit."""
+        return state
+
+    def unit_ids(self, state: MDState) -> list[int]:
+        """Ids of the units in ``state``, in batch order."""
+        g = self.group
+        return torch.div(state.replica_ids[::g], g, rounding_mode="floor").tolist()
+
+    def unit_frame(self, state: MDState, r: int) -> Atoms:
+        """The frame saved for unit ``r`` (batch position) as its last good state."""
+        return self._frame(state, r)
+
     def _check(self, integ: Integrator, full: bool) -> None:
         """Run the detectors (``full``) or only the every-step non-finite guard; drop failures."""
-        s = self.state
+        s, g = self.state, self.group
+        view = self.unit_state(s)
         conserved = integ.conserved(s)
-        errors = {rid: msg for rid, msg in self.ff.errors.items() if rid in s.replica_ids.tolist()}
+        alive = set(self.unit_ids(s))
+        errors = {rid // g: msg for rid, msg in self.ff.errors.items() if rid // g in alive}
         if not full and not errors:
-            drift = (conserved - self.conserved_ref).abs() / s.atoms_per_replica().to(DTYPE)
-            if not bool((nonfinite_replicas(s) | runaway_replicas(s.temperature_K(), drift)).any()):
+            drift = (conserved - self.conserved_ref).abs() / view.atoms_per_replica().to(DTYPE)
+            if not bool((nonfinite_replicas(view) | runaway_replicas(view.temperature_K(), drift)).any()):
                 return
-        res = self.detector.check(
-            s, conserved, self.conserved_ref, self.ff.min_distance(s.n_replicas), errors
-        )
+        min_dist = self.ff.min_distance(s.n_replicas).view(-1, g).amin(1)
+        res = self.detector.check(view, conserved, self.conserved_ref, min_dist, errors)
         if not full:  # only the every-step guards count between checks
             res.reasons = [[x for x in rs if x in GUARD_REASONS] for rs in res.reasons]
         else:
@@ -329,15 +347,17 @@ class MDRunner:
             self.last_good = self.state
 
     def _fail(self, res: CheckResult, failed: torch.Tensor, errors: dict[int, str]) -> None:
+        g = self.group
         start = self.config.stage_bounds()[self.stage][0]
         new_failures = []
         for r in torch.nonzero(failed).flatten().tolist():
             rid = res.replica_ids[r]
             good_atoms, good_step = None, -1
             lg = self.last_good
-            if lg is not None and rid in lg.replica_ids.tolist():
-                gr = lg.replica_ids.tolist().index(rid)
-                good_atoms, good_step = self._frame(lg, gr), lg.step
+            if lg is not None:
+                ids = self.unit_ids(lg)
+                if rid in ids:
+                    good_atoms, good_step = self.unit_frame(lg, ids.index(rid)), lg.step
             f = Failure(
                 replica=rid,
                 step=res.step,
@@ -352,11 +372,12 @@ class MDRunner:
             if good_atoms is not None:
                 good_atoms.info.update({"failure_step": f.step, "reason": f.reason})
                 self.files.frame(f"last_good_{rid:03d}.extxyz", good_atoms)
-            self.ff.errors.pop(rid, None)
+            for k in range(g):
+                self.ff.errors.pop(rid * g + k, None)
         self.failures.extend(new_failures)
         self.files.rows("failures.csv", FAILURE_FIELDS, [f.row() for f in new_failures])
         keep = ~failed
-        self.state = self.state.select(keep)
+        self.state = self.state.select(keep.repeat_interleave(g))
         self.conserved_ref = self.conserved_ref[keep]
 
     # ------------------------------------------------------------------ the loop
@@ -427,8 +448,8 @@ class MDRunner:
         return MDResult(self.state, self.failures, summary, self.thermo, self.checks)
 
     def n_alive(self) -> int:
-        """Replicas still running (shown on the progress bar)."""
-        return self.state.n_replicas
+        """Units (replicas; PIMD: ring polymers) still running (shown on the progress bar)."""
+        return self.state.n_replicas // self.group
 
     def _start_of_run(self, integ: Integrator) -> None:
         if self.detector.force_sigma is None:  # σ from the initial forces of all replicas

@@ -18,18 +18,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from legato.md.outputs import ROW_FIELDS
 from legato.md.state import DTYPE, MDState
 from legato.pimd.integrator import RingPolymerIntegrator
 from legato.pimd.normal_modes import polymer_view, ring_layout, to_normal_modes
 from legato.spectra.vacf import isotope_label
 
 POLYMER_FIELDS = [
-    "step",
-    "time_fs",
-    "stage",
-    "ensemble",
-    "replica",
-    "n_atoms",
+    *ROW_FIELDS,
     "n_beads",
     "temperature_K",
     "potential_eV",

@@ -25,10 +25,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from legato.errors import LegatoError
-from legato.md.failure import GUARD_REASONS, CheckResult, Failure, nonfinite_replicas, runaway_replicas
-from legato.md.outputs import CHECK_FIELDS, FAILURE_FIELDS
 from legato.md.runner import MDResult, MDRunner
-from legato.md.state import DTYPE, MDState, state_from_atoms
+from legato.md.state import MDState, state_from_atoms
 from legato.pimd.config import PIMDConfig, validate_pimd_config
 from legato.pimd.estimators import (
     POLYMER_FIELDS,
@@ -48,10 +46,6 @@ class PIMDRunner(MDRunner):
 
     progress_label = "pimd"
 
-    def n_alive(self) -> int:
-        """Ring polymers still running."""
-        return self.state.n_replicas // self.n_beads
-
     def __init__(
         self,
         potential: torch.nn.Module,
@@ -65,6 +59,7 @@ class PIMDRunner(MDRunner):
         cfg = config if isinstance(config, PIMDConfig) else validate_pimd_config(config)
         super().__init__(potential, atoms_list, cfg, output_dir, type_names, force_sigma_eV_A, log)
         self.n_beads = cfg.beads
+        self.group = cfg.beads  # a failed polymer leaves with all its beads
         self.species_table: list[dict] = []  # estimators.csv rows, kept only without an output folder
         _set_masses(self.structures, cfg.masses_amu or {})
 
@@ -155,64 +150,12 @@ class PIMDRunner(MDRunner):
                 self.files.frame(f"beads_{rid:03d}.extxyz", self.beads_frame(s, r))
 
     # ------------------------------------------------------------------ failure detection
-    def _check(self, integ: RingPolymerIntegrator, full: bool) -> None:
-        """The detectors of legato md, per ring polymer (see :func:`polymer_view`)."""
-        s, p = self.state, self.n_beads
-        view = polymer_view(s, p)
-        conserved = integ.conserved(s)
-        alive = set(view.replica_ids.tolist())
-        errors = {rid // p: msg for rid, msg in self.ff.errors.items() if rid // p in alive}
-        if not full and not errors:
-            drift = (conserved - self.conserved_ref).abs() / view.atoms_per_replica().to(DTYPE)
-            if not bool((nonfinite_replicas(view) | runaway_replicas(view.temperature_K(), drift)).any()):
-                return
-        min_dist = self.ff.min_distance(s.n_replicas).view(-1, p).amin(1)
-        res = self.detector.check(view, conserved, self.conserved_ref, min_dist, errors)
-        if not full:
-            res.reasons = [[x for x in rs if x in GUARD_REASONS] for rs in res.reasons]
-        else:
-            rows = res.rows()
-            self.files.rows("checks.csv", CHECK_FIELDS, rows)
-            if self.dir is None:
-                self.checks.extend(rows)
-        if bool(res.failed.any()):
-            self._fail(res, res.failed, errors)
-        if full:
-            self.last_good = self.state
+    def unit_state(self, state: MDState) -> MDState:
+        """The detectors of legato md see each ring polymer as one replica (:func:`polymer_view`)."""
+        return polymer_view(state, self.n_beads)
 
-    def _fail(self, res: CheckResult, failed: torch.Tensor, errors: dict[int, str]) -> None:
-        p = self.n_beads
-        start = self.config.stage_bounds()[self.stage][0]
-        new = []
-        for r in torch.nonzero(failed).flatten().tolist():
-            rid = res.replica_ids[r]
-            good, good_step = None, -1
-            lg = self.last_good
-            if lg is not None:
-                ids = (lg.replica_ids[::p] // p).tolist()
-                if rid in ids:
-                    good, good_step = self.centroid_frame(lg, ids.index(rid)), lg.step
-            f = Failure(
-                replica=rid,
-                step=res.step,
-                reason=res.reasons[r][0],
-                detail=self.detector.describe(res, r, errors),
-                stage=self.stage,
-                steps_in_stage=res.step - start,
-                last_good_step=good_step,
-                last_good=good,
-            )
-            new.append(f)
-            if good is not None:
-                good.info.update({"failure_step": f.step, "reason": f.reason})
-                self.files.frame(f"last_good_{rid:03d}.extxyz", good)
-            for k in range(p):
-                self.ff.errors.pop(rid * p + k, None)
-        self.failures.extend(new)
-        self.files.rows("failures.csv", FAILURE_FIELDS, [f.row() for f in new])
-        keep = ~failed
-        self.state = self.state.select(keep.repeat_interleave(p))
-        self.conserved_ref = self.conserved_ref[keep]
+    def unit_frame(self, state: MDState, r: int) -> Atoms:
+        return self.centroid_frame(state, r)
 
     # ------------------------------------------------------------------ summary
     def summary(self, first_step: int) -> dict:
