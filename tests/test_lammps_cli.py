@@ -43,3 +43,13 @@ def test_bad_model_and_folder(tmp_path, capsys) -> None:
     (tmp_path / "float64_0.pt").rename(tmp_path / "m.pt")
     assert main(argv) == 2
     assert "--ranks applies to --engine lammps only" in capsys.readouterr().err
+
+
+def test_tfail_engine_lammps(tmp_path, capsys) -> None:
+    pt, _ = deploy(tmp_path, torch.float64)
+    argv = ["tfail", str(pt), "--structure", str(DATA), "--sizes", "1", "--instances", "1"]
+    argv += ["--nvt-steps", "20", "--max-steps", "20", "--timestep-fs", "0.5", "--out", str(tmp_path / "t")]
+    assert main([*argv, "--engine", "lammps", "--ranks", "2", "--threads", "1"]) == 0
+    assert "1 instances of 'float64_0'" in capsys.readouterr().out
+    rows = (tmp_path / "t" / "failures.csv").read_text().splitlines()
+    assert len(rows) == 2 and ",temperature,false,1,nvt,10," in rows[1]
