@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "md": ("md", "run batched molecular dynamics from a YAML config"),
     "pimd": ("pimd", "path-integral MD (ring polymers, PILE / TRPMD) from a YAML config"),
     "spectrum": ("spectrum", "vibrational spectra from velocity autocorrelations (meV, cm-1)"),
+    "rdf": ("rdf", "radial distribution functions from PIMD bead (or centroid, MD) trajectories"),
     "phonons": ("phonons", "harmonic reference: relax, phonon DOS (phonopy) or molecular normal modes"),
     "tfail": ("tfail", "time-to-failure ensemble of one model at several sizes"),
     "scaling": ("scaling", "fit t_failure = alpha * N^-beta and plot (paper Fig. 2)"),

@@ -10,13 +10,18 @@ g_AB(r) = V / (N_A (N_B − δ_AB)) · Σ_{i∈A, j∈B, j≠i} δ(r − r_ij) /
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
 from legato.data.neighbors import neighbor_list
 from legato.errors import LegatoError
+from legato.fileio import atomic_save, atomic_write_text
 
 
 def _pair_name(a: str, b: str) -> str:
@@ -27,6 +32,8 @@ def bead_rdf(
     frames: Sequence[Atoms], r_max_A: float, n_bins: int = 200
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(bin centres r [n_bins] in Å, {"A-B": g_AB(r) [n_bins]}) averaged over beads and frames."""
+    if not r_max_A > 0 or n_bins < 1:
+        raise LegatoError(f"an RDF needs r_max > 0 and at least one bin (got {r_max_A:g} Å, {n_bins})")
     edges = np.linspace(0.0, r_max_A, n_bins + 1)
     shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)  # [n_bins] Å³
     sums: dict[str, np.ndarray] = {}
@@ -64,3 +71,41 @@ def _accumulate(atoms: Atoms, edges: np.ndarray, shell: np.ndarray, sums: dict[s
             g = hist * volume / (pairs * shell)
             key = _pair_name(a, b)
             sums[key] = sums.get(key, 0.0) + g
+
+
+def first_peaks(r: np.ndarray, g: dict[str, np.ndarray]) -> dict[str, float]:
+    """Position (Å) of each pair's highest g(r) (the first-shell peak of a liquid or crystal)."""
+    return {pair: float(r[int(np.argmax(curve))]) for pair, curve in g.items()}
+
+
+def write_rdf(
+    out: Path, r: np.ndarray, g: dict[str, np.ndarray], meta: dict, title: str, overwrite: bool = False
+) -> list[Path]:
+    """``rdf.csv`` (r_A, then g_<pair>), ``rdf.json`` (``meta``) and ``rdf.png`` in ``out``."""
+    from matplotlib.figure import Figure
+
+    paths = [out / "rdf.csv", out / "rdf.json", out / "rdf.png"]
+    for path in paths:
+        if path.exists() and not overwrite:
+            raise LegatoError(f"{path} exists; use --overwrite to replace it")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["r_A"] + [f"g_{pair}" for pair in g])
+    for k, rk in enumerate(r):
+        w.writerow([f"{rk:.6g}"] + [f"{g[pair][k]:.6g}" for pair in g])
+    atomic_write_text(paths[0], buf.getvalue())
+    atomic_write_text(paths[1], json.dumps(meta, indent=2))
+    fig = Figure(figsize=(6.5, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    for pair, curve in g.items():
+        ax.plot(r, curve, lw=1.2, label=pair)
+    ax.axhline(1.0, color="0.6", lw=0.6)
+    ax.set_xlabel("r (Å)")
+    ax.set_ylabel("g(r)")
+    ax.set_xlim(0, float(r[-1] + 0.5 * (r[1] - r[0])) if len(r) > 1 else None)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_save(paths[2], lambda fh: fig.savefig(fh, format="png", dpi=150))
+    return paths
