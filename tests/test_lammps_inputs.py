@@ -38,13 +38,12 @@ def _script(folder: Path, model, names=("H", "N"), dtype=None, newton: str = "on
     return text.replace("units metal\n", f"units metal\nnewton {newton}\n")
 
 
-def _torch_version_changed(src: Path, dst: Path, version: str) -> None:
+def _metadata_changed(src: Path, dst: Path, **changes) -> None:
     import json
 
     extra = {"legato_metadata.json": ""}
     module = torch.jit.load(src, _extra_files=extra)
-    meta = json.loads(extra["legato_metadata.json"])
-    meta["torch_version"] = version
+    meta = {**json.loads(extra["legato_metadata.json"]), **changes}
     torch.jit.save(module, dst, _extra_files={"legato_metadata.json": json.dumps(meta)})
 
 
@@ -58,6 +57,7 @@ def _torch_version_changed(src: Path, dst: Path, version: str) -> None:
         ("newton_off", r"requires newton pair on"),
         ("old_torch", r"was written by torch 1\.13\.1, but this plugin runs torch 2\.13"),
         ("not_torchscript", r"cannot load .* as a TorchScript model"),
+        ("bad_metadata", r"has unreadable legato metadata"),
     ],
 )
 def test_bad_input_is_one_clear_error(setup, tmp_path, case, match) -> None:
@@ -73,7 +73,10 @@ def test_bad_input_is_one_clear_error(setup, tmp_path, case, match) -> None:
         newton = "off"
     elif case == "old_torch":
         model = tmp_path / "old.pth"
-        _torch_version_changed(pth, model, "1.13.1")
+        _metadata_changed(pth, model, torch_version="1.13.1")
+    elif case == "bad_metadata":
+        model = tmp_path / "bad.pth"
+        _metadata_changed(pth, model, format="one")
     elif case == "not_torchscript":
         model = tmp_path / "junk.pth"
         model.write_bytes(b"not a model\n" * 10)

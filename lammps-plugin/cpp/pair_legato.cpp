@@ -108,15 +108,19 @@ void PairLegato::load_model(const std::string &path)
   if (text.empty())
     error->all(FLERR, "pair_coeff legato: '{}' has no legato metadata; write it with `legato deploy`",
                path);
-  json meta;
-  try {
-    meta = json::parse(text);
+  int format = 0;
+  std::string torch_version, legato_version, dt;
+  try {    // a field of the wrong JSON type throws too
+    json meta = json::parse(text);
+    format = meta.value("format", 0);
+    torch_version = meta.value("torch_version", std::string("unknown"));
+    legato_version = meta.value("legato_version", std::string("unknown"));
+    dt = meta.value("dtype", std::string(""));
+    r_max = meta.value("r_max", 0.0);
+    species = meta.value("type_names", std::vector<std::string>());
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_coeff legato: '{}' has unreadable legato metadata ({})", path, e.what());
   }
-  int format = meta.value("format", 0);
-  std::string torch_version = meta.value("torch_version", std::string("unknown"));
-  std::string legato_version = meta.value("legato_version", std::string("unknown"));
   if (format != DEPLOY_FORMAT)
     error->all(FLERR, "pair_coeff legato: '{}' has deploy format {} (legato {}); this plugin reads "
                "format {}: re-deploy the model with a matching legato", path, format, legato_version,
@@ -128,16 +132,13 @@ void PairLegato::load_model(const std::string &path)
   if (!model.find_method("edge_forward"))
     error->all(FLERR, "pair_coeff legato: '{}' has no edge_forward method (legato {}); re-deploy it",
                path, legato_version);
-  std::string dt = meta.value("dtype", std::string(""));
   if (dt == "float32") dtype = torch::kFloat32;
   else if (dt == "float64") dtype = torch::kFloat64;
   else error->all(FLERR, "pair_coeff legato: '{}' has unknown dtype '{}'", path, dt);
   if (!asserted_dtype.empty() && asserted_dtype != dt)
     error->all(FLERR, "pair_style legato dtype {} does not match the model '{}', which computes in {}",
                asserted_dtype, path, dt);
-  r_max = meta.value("r_max", 0.0);
   if (!(r_max > 0.0)) error->all(FLERR, "pair_coeff legato: '{}' has no positive r_max", path);
-  species = meta.value("type_names", std::vector<std::string>());
   if (species.empty()) error->all(FLERR, "pair_coeff legato: '{}' lists no type names", path);
   model.eval();
   model_loaded = true;
