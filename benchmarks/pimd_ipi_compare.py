@@ -12,6 +12,10 @@ same steps after the same equilibration.
 
     OMP_NUM_THREADS=1 python benchmarks/pimd_ipi_compare.py            # the table of docs/pimd.md
     OMP_NUM_THREADS=1 python benchmarks/pimd_ipi_compare.py --steps 4000 --replicas 2
+    OMP_NUM_THREADS=1 python benchmarks/pimd_ipi_compare.py --model runs/small_legato/best_model.pt
+
+``--model FILE`` runs ASE's NH3 molecule with a trained legato model instead (i-PI's client
+then uses :class:`legato.calculator.LegatoCalculator`; both sides evaluate it eagerly).
 """
 
 from __future__ import annotations
@@ -63,18 +67,40 @@ class Settings:
     blocks: int = 20
     replicas: int = 4  # legato ring polymers (i-PI runs one)
     seed: int = 1
+    model: str = ""  # a legato model file: ASE's NH3 molecules with it instead of the springs
 
 
-def molecules(n_mol: int, spacing_A: float = 8.0) -> Atoms:
-    """``n_mol`` regular tetrahedra (N + 3 H, edge 1 Å) on a line, ``spacing_A`` apart (no pbc)."""
-    tet = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float) / np.sqrt(8.0)
-    pos = np.concatenate([tet + [spacing_A * i, 0.0, 0.0] for i in range(n_mol)])
-    return Atoms("NH3" * n_mol, positions=pos)
+def molecules(s: Settings) -> Atoms:
+    """``n_mol`` molecules on a line (no pbc): regular tetrahedra (N + 3 H, edge 1 Å) 8 Å apart
+    for the springs, ASE's NH3 10 Å apart for a model."""
+    spacing_A = 10.0 if s.model else 8.0
+    if s.model:
+        from ase.build import molecule
+
+        mol = molecule("NH3")
+        pos = mol.positions
+    else:
+        pos = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float) / np.sqrt(8.0)
+    pos = np.concatenate([pos + [spacing_A * i, 0.0, 0.0] for i in range(s.n_mol)])
+    return Atoms("NH3" * s.n_mol, positions=pos)
 
 
-def potential(s: Settings) -> HarmonicPairs:
-    """Springs between all pairs closer than 2 Å (switched off from 1.6 Å), r₀ = 1 Å."""
+def potential(s: Settings) -> torch.nn.Module:
+    """The model file, or springs between all pairs closer than 2 Å (off from 1.6 Å), r₀ = 1 Å."""
+    if s.model:
+        from legato.models import load_model
+
+        return load_model(s.model)
     return HarmonicPairs(k_eV_per_A2=s.k_eV_A2, r0_A=1.0, r_max=2.0)
+
+
+def client_calculator(s: Settings) -> Calculator:
+    """The ASE calculator of the socket client: LegatoCalculator for a model (eager, as legato's run)."""
+    if s.model:
+        from legato.calculator import LegatoCalculator
+
+        return LegatoCalculator(s.model, compile=False)
+    return PotentialCalculator(potential(s), TYPE_NAMES, 2.0)
 
 
 class PotentialCalculator(Calculator):
@@ -96,7 +122,7 @@ class PotentialCalculator(Calculator):
 
 def run_legato(s: Settings) -> tuple[dict, float]:
     """legato pimd on the system: {label: (mean, stderr)} and wall seconds."""
-    atoms = molecules(s.n_mol)
+    atoms = molecules(s)
     t0 = time.perf_counter()
     res = run_pimd(
         atoms,
@@ -105,6 +131,7 @@ def run_legato(s: Settings) -> tuple[dict, float]:
         replicas=s.replicas,
         steps=s.steps,
         seed=s.seed,
+        compile=False,
         timestep_fs=s.timestep_fs,
         temperature_K=s.temperature_K,
         propagator="cayley",
@@ -172,7 +199,7 @@ def run_ipi(s: Settings, timeout_s: float = 3000.0) -> tuple[dict, float]:
     """i-PI (subprocess) + ASE SocketClient (this process) on the system: {label: (mean, stderr)}."""
     from ase.calculators.socketio import SocketClient
 
-    atoms = molecules(s.n_mol)
+    atoms = molecules(s)
     address = f"legato_ipi_{os.getpid()}_{threading.get_ident() % 100000}"
     sock = Path(f"/tmp/ipi_{address}")
     with tempfile.TemporaryDirectory(prefix="legato_ipi_") as tmp:
@@ -191,7 +218,7 @@ def run_ipi(s: Settings, timeout_s: float = 3000.0) -> tuple[dict, float]:
                     raise RuntimeError(f"i-PI did not open its socket:\n{(work / 'ipi.log').read_text()}")
                 time.sleep(0.1)
             client_atoms = atoms.copy()
-            client_atoms.calc = PotentialCalculator(potential(s), TYPE_NAMES, 2.0)
+            client_atoms.calc = client_calculator(s)
             client = SocketClient(unixsocket=address, timeout=timeout_s)
             try:
                 client.run(client_atoms)
@@ -259,9 +286,11 @@ def main() -> None:
     torch.set_num_threads(1)
     rows, info = compare(s)
     kt = 8.617333262e-5 * s.temperature_K
+    system = f"model {s.model}" if s.model else f"HarmonicPairs k = {s.k_eV_A2:g} eV/A^2"
     print(
-        f"{s.n_mol} molecules x {s.beads} beads, {s.temperature_K:g} K, dt {s.timestep_fs} fs, PILE-L tau "
-        f"{s.tau_centroid_fs} fs, {s.steps} steps ({s.skip_steps} equilibration), every {s.every}, "
+        f"{s.n_mol} NH3 molecules ({system}) x {s.beads} beads, {s.temperature_K:g} K, "
+        f"dt {s.timestep_fs} fs, PILE-L tau {s.tau_centroid_fs} fs, {s.steps} steps "
+        f"({s.skip_steps} equilibration), every {s.every}, "
         f"{s.blocks} blocks; legato {s.replicas} polymers ({info['legato_s']:.0f} s), i-PI 1 polymer "
         f"({info['ipi_s']:.0f} s, {info['ipi_samples']} samples); classical 3kT/2 = {1.5 * kt:.5f} eV"
     )
