@@ -3,7 +3,7 @@ docs must run on a fresh clone).
 
 :func:`doc_commands` extracts them: every code block of README.md and the "## Quick start"
 section of each docs/*.md page. Commands run in a temporary copy of the repository's
-``configs/`` and ``data/`` (with ``../shared`` beside it when the real one exists), through the
+``configs/``, ``data/`` and ``models/`` (with ``../shared`` beside it when the real one exists), through the
 installed ``legato`` console script, with ``OMP_NUM_THREADS=1``.
 
 Default suite: every ``legato`` command parses with its command's own parser; the short
@@ -163,6 +163,7 @@ def workspace(root: Path) -> Path:
     main.mkdir(parents=True)
     shutil.copytree(REPO / "configs", main / "configs")
     shutil.copytree(REPO / "data", main / "data")
+    shutil.copytree(REPO / "models", main / "models")
     if SHARED.is_dir():
         (root / "shared").symlink_to(SHARED)
     return main
