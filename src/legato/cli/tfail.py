@@ -169,38 +169,27 @@ def run(args: argparse.Namespace) -> int:
         )
     model = load_model(args.model)
     label = args.label or Path(args.model).stem
+    # the same instances, protocol and tables for both engines
+    common = (model, frames[args.structure_index], args.sizes, args.instances, protocol, args.out, label)
     if args.engine == "lammps":
         from legato.lammps.tfail import run_ensemble_lammps
 
         res = run_ensemble_lammps(
-            model,
-            frames[args.structure_index],
-            args.sizes,
-            args.instances,
-            protocol,
-            args.out,
-            label,
+            *common,
             seed=args.seed,
             ranks=args.ranks,
             threads=args.threads or 1,
             force_sigma_eV_A=args.force_sigma_eV_A,
         )
-        print(f"{len(res.table)} instances of {label!r} in {res.out / 'failures.csv'}")
-        return 0
-    if args.ranks != 1:
-        raise LegatoError("--ranks applies to --engine lammps only")
-    res = run_ensemble(
-        model,
-        frames[args.structure_index],
-        args.sizes,
-        args.instances,
-        protocol,
-        args.out,
-        label,
-        seed=args.seed,
-        force_sigma_eV_A=args.force_sigma_eV_A,
-        checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress,
-    )
+    else:
+        if args.ranks != 1:
+            raise LegatoError("--ranks applies to --engine lammps only")
+        res = run_ensemble(
+            *common,
+            seed=args.seed,
+            force_sigma_eV_A=args.force_sigma_eV_A,
+            checkpoint_every=args.checkpoint_every,
+            progress=not args.no_progress,
+        )
     print(f"{len(res.table)} instances of {label!r} in {res.out / 'failures.csv'}")
     return 0
