@@ -23,7 +23,6 @@ under ``legato_metadata.json``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import tempfile
 import warnings
@@ -36,8 +35,8 @@ import torch
 from legato.errors import LegatoError
 from legato.fileio import atomic_write_bytes
 from legato.models.allegro import Allegro
+from legato.models.fast import frozen_copy, sparse_tps
 from legato.models.io import deploy_metadata, model_dtype
-from legato.nn.tensor_product import SparseChannelwiseTP
 
 #: the gate AOTInductor puts around its generated input checks, and its replacement
 _GATE_OFF = "env_var_value != nullptr && env_var_value[0] != '0'"
@@ -75,8 +74,8 @@ def _traced(model: Allegro, example: tuple[torch.Tensor, ...]) -> torch.fx.Graph
     ``torch.export`` cannot trace ``autograd.grad`` itself, ``make_fx`` can."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    frozen = copy.deepcopy(model).eval().requires_grad_(False)
-    frozen.tps = torch.nn.ModuleList(SparseChannelwiseTP(tp) for tp in frozen.tps)
+    frozen = frozen_copy(model)
+    frozen.tps = sparse_tps(frozen.tps)
 
     def fn(vec, center, neighbor_species, center_species):
         return frozen._edge_forward(vec, center, neighbor_species, center_species)

@@ -40,6 +40,17 @@ from legato.nn.tensor_product import SparseChannelwiseTP
 DEFAULT_CHUNK_EDGES = 8192
 
 
+def frozen_copy(model: Allegro) -> Allegro:
+    """An inference-only copy of ``model``: eval mode, no parameter gradients (so a compiled
+    backward computes only the input gradient)."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+def sparse_tps(tps: nn.ModuleList) -> nn.ModuleList:
+    """The tensor products written from their nonzero couplings only, for compilation."""
+    return nn.ModuleList(SparseChannelwiseTP(tp) for tp in tps)
+
+
 def _compile_works() -> bool:
     """Whether torch.compile can be tried here (Dynamo supports this Python and platform)."""
     try:
@@ -63,11 +74,11 @@ class FastAllegro(nn.Module):
         super().__init__()
         if not isinstance(model, Allegro):
             raise TypeError(f"FastAllegro wraps an Allegro model, got {type(model).__name__}")
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.model = frozen_copy(model)
         self.compile = bool(compile) and _compile_works()
         self._dense_tps = self.model.tps  # eager: one matmul per layer; compiled: the
         if self.compile:  # nonzero couplings only, fused by the compiler
-            self.model.tps = nn.ModuleList(SparseChannelwiseTP(tp) for tp in self._dense_tps)
+            self.model.tps = sparse_tps(self._dense_tps)
         self.chunk_edges = int(chunk_edges or DEFAULT_CHUNK_EDGES)
         self._compiled = None
         self.compile_seconds: float | None = None
