@@ -227,3 +227,24 @@ def test_training_on_several_data_files(tmp_path, capsys):
     b.write_text(b.read_text() + "\n")
     with pytest.raises(LegatoError, match="changed since the run started"):
         Trainer.resume(tmp_path / "run", max_epochs=2)
+
+
+def test_fine_tuning_starts_from_the_saved_weights(emt_data, tmp_path):
+    """training.init_from: the new run's model is the saved one (weights and data-derived
+    constants) before its first step; another architecture is one clear error."""
+    train(small_config(emt_data, tmp_path / "base", max_epochs=1))
+    saved = legato.load_model(tmp_path / "base" / "best_model.pt")
+    other = make_emt_dataset(tmp_path / "other.extxyz", n_frames=24, seed=5, rattle=0.2)
+    cfg = small_config(other, tmp_path / "tuned", init_from=str(tmp_path / "base" / "best_model.pt"))
+    tuner = Trainer.create(load_config_dict(cfg))
+    for key, value in saved.state_dict().items():
+        assert torch.equal(tuner.model.state_dict()[key], value), key
+    assert tuner.model.hparams["per_species_energy_shift"] == saved.hparams["per_species_energy_shift"]
+    wide = small_config(other, tmp_path / "wide", init_from=str(tmp_path / "base" / "best_model.pt"))
+    wide["model"]["env_embed_multiplicity"] = 8
+    with pytest.raises(LegatoError, match="model.env_embed_multiplicity is 8 here but 4"):
+        Trainer.create(load_config_dict(wide))
+    assert not (tmp_path / "wide").exists()
+    missing = small_config(other, tmp_path / "missing", init_from=str(tmp_path / "nope.pt"))
+    with pytest.raises(LegatoError, match="model file not found"):
+        Trainer.create(load_config_dict(missing))

@@ -120,6 +120,10 @@ class TrainingConfig(_Section):
     shuffle: bool = True
     progress: bool = True  # tqdm bars
     save_every_epoch_model: bool = False  # also keep model_epoch_XXXX.pt files
+    #: a saved legato model to start from (fine-tuning): its weights and its data-derived
+    #: constants (ν̄, per-species shifts and scales); the model section must describe the
+    #: same architecture
+    init_from: str | None = None
 
 
 class TrainConfig(_Section):

@@ -193,6 +193,8 @@ class Trainer:
         model.setdefault("type_names", infer_type_names(frames))
         cfg.model = resolved_model_section(model)
         cfg.data.path = data_path
+        if cfg.training.init_from is not None:
+            cfg.training.init_from = str(Path(cfg.training.init_from).expanduser().resolve())
         cfg.run_dir = str(run_dir)
         seed = cfg.data.split_seed if cfg.data.split_seed is not None else cfg.training.seed
         cfg.data.split_seed = seed
@@ -269,7 +271,31 @@ class Trainer:
     def _build_model(self) -> torch.nn.Module:
         from legato.models import build_model
 
-        return build_model(self.cfg.model, self.stats, dtype=self.cfg.training.dtype)
+        init = self.cfg.training.init_from
+        if init is None:
+            return build_model(self.cfg.model, self.stats, dtype=self.cfg.training.dtype)
+        return self._model_from(Path(init))
+
+    def _model_from(self, path: Path) -> torch.nn.Module:
+        """The configured architecture with the weights and data-derived constants of a saved
+        model (fine-tuning); any architecture difference is an error."""
+        from legato.models import build_model, load_model
+        from legato.models.config import DATA_DERIVED
+
+        if not path.is_file():
+            raise LegatoError(f"training.init_from: model file not found: {path}")
+        base = load_model(path)
+        same = lambda a, b: json.dumps(a) == json.dumps(b)  # noqa: E731  (tuples == lists)
+        for key, value in self.cfg.model.items():
+            if key not in DATA_DERIVED and not same(base.hparams.get(key), value):
+                raise LegatoError(
+                    f"training.init_from {path}: model.{key} is {value!r} here but "
+                    f"{base.hparams.get(key)!r} in the saved model"
+                )
+        hp = {**self.cfg.model, **{k: base.hparams[k] for k in DATA_DERIVED}}
+        model = build_model(hp, dtype=self.cfg.training.dtype)
+        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in base.state_dict().items()})
+        return model
 
     def _stats_info(self) -> dict[str, Any]:
         s = self.stats
@@ -348,6 +374,7 @@ class Trainer:
             },
             "sam": self.cfg.sam.model_dump(),
             "optimizer": self.cfg.optimizer.name,
+            "init_from": self.cfg.training.init_from,
             "best_epoch": self.best_epoch,
             "val_metrics": self.best_metrics,
             "run_dir": str(self.run_dir),
