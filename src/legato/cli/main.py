@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "md": ("md", "run batched molecular dynamics from a YAML config"),
     "pimd": ("pimd", "path-integral MD (ring polymers, PILE / TRPMD) from a YAML config"),
     "spectrum": ("spectrum", "vibrational spectra from velocity autocorrelations (meV, cm-1)"),
+    "bands": (
+        "bands",
+        "band positions with block errors: harmonic vs classical vs PIMD spectra (paper Fig. 6)",
+    ),
     "rdf": ("rdf", "radial distribution functions from PIMD bead (or centroid, MD) trajectories"),
     "phonons": ("phonons", "harmonic reference: relax, phonon DOS (phonopy) or molecular normal modes"),
     "tfail": ("tfail", "time-to-failure ensemble of one model at several sizes"),
