@@ -44,6 +44,8 @@ def _run(pot, **checks):
         ("huge", {"max_force_outliers": 0, "force_sigma_eV_A": 0.05}, "force_outliers", 41, 40, 40),
         # atoms 0 and 1 pulled together: the closest pair falls below 2.6 Å
         ("pull", {"min_distance_A": 2.6}, "min_distance", 22, 30, 60),
+        # the same pull seen by the element-pair limit (the local, per-molecule detector)
+        ("pull", {"min_pair_distance_A": {"Ar-Ar": 2.6}}, "pair_distance", 22, 30, 60),
         # random force kicks heat the replica: temperature leaves [10 K, 200 K]
         ("kick", {"temperature_window_K": [10.0, 200.0]}, "temperature", 22, 30, 60),
         # the energy jumps by 1 eV: the conserved quantity drifts
@@ -117,3 +119,21 @@ def test_temperature_rule_of_the_public_code():
     assert failed  # the rule did fire in this set-up
     for rid, step in failed.items():
         assert max(r["step"] for r in res.checks if r["replica"] == rid) == step
+
+
+@pytest.mark.parametrize(
+    "pairs, message",
+    [({"HH": 1.0}, "two element symbols"), ({"H-Xx": 1.0}, "two element symbols"), ({"H-H": 0.0}, "> 0")],
+)
+def test_pair_distance_limits_are_validated(pairs, message):
+    from legato.md.config import ChecksConfig
+
+    with pytest.raises(ValueError, match=message):
+        ChecksConfig(min_pair_distance_A=pairs)
+
+
+def test_pair_distance_of_an_element_the_model_lacks_is_one_error():
+    from legato.errors import LegatoError
+
+    with pytest.raises(LegatoError, match="min_pair_distance_A: H-H"):
+        _run(lj(7.0), min_pair_distance_A={"H-H": 1.0})

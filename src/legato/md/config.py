@@ -60,7 +60,24 @@ class ChecksConfig(_Strict):
     outlier_sigma: float = Field(default=5.0, gt=0)
     max_force_outliers: int | None = Field(default=None, ge=0)  # null: count only
     min_distance_A: float | None = Field(default=0.5, ge=0)
+    #: closest allowed distance per element pair, e.g. {"H-H": 1.1}: a local, per-molecule
+    #: failure (atoms of intact molecules never come that close; a model with a spurious
+    #: attraction lets them) that the global temperature window does not see
+    min_pair_distance_A: dict[str, float] | None = None
     max_drift_eV_per_atom: float | None = Field(default=None, gt=0)
+
+    @field_validator("min_pair_distance_A")
+    @classmethod
+    def _pairs(cls, pairs: dict[str, float] | None) -> dict[str, float] | None:
+        from ase.data import atomic_numbers
+
+        for key, d in (pairs or {}).items():
+            els = key.split("-")
+            if len(els) != 2 or not all(e in atomic_numbers for e in els):
+                raise ValueError(f"pair {key!r} is not two element symbols joined by '-', e.g. 'H-H'")
+            if not (math.isfinite(d) and d > 0):
+                raise ValueError(f"distance of {key} must be > 0, got {d}")
+        return pairs
 
     @field_validator("temperature_window_K", mode="before")
     @classmethod

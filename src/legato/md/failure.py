@@ -11,6 +11,9 @@ and ``runaway``:
   above :data:`RUNAWAY_TEMPERATURE_K` or the ensemble's conserved quantity off its value at
   the start of the stage by more than :data:`RUNAWAY_DRIFT_EV_PER_ATOM` per atom;
 - ``min_distance``: the closest pair is nearer than ``min_distance_A`` (collapse);
+- ``pair_distance``: two atoms of a limited element pair are nearer than its limit in
+  ``min_pair_distance_A`` (e.g. H–H < 1.1 Å in ammonia: a local failure such as H atoms
+  pairing up in a spurious well, which the temperature window does not see);
 - ``force_outliers``: more than ``max_force_outliers`` atoms have a force component beyond
   ``outlier_sigma``·σ (σ = std of the training forces). The count is recorded at every check
   whether or not it is a failure criterion (the paper's Fig. 1);
@@ -41,6 +44,7 @@ REASONS = (
     "nonfinite",
     "runaway",
     "min_distance",
+    "pair_distance",
     "force_outliers",
     "temperature",
     "drift",
@@ -83,6 +87,7 @@ class CheckResult:
     n_force_outliers: torch.Tensor  # [R] long
     min_distance: torch.Tensor  # [R] Å
     drift_per_atom: torch.Tensor  # [R] eV/atom
+    pair_ratio: torch.Tensor | None = None  # [R] min distance / limit over limited pairs
     reasons: list[list[str]] = field(default_factory=list)  # per replica, fired detectors
 
     @property
@@ -140,6 +145,7 @@ class FailureDetector:
         max_force_outliers: int | None = None,
         min_distance_A: float | None = 0.5,
         max_drift_eV_per_atom: float | None = None,
+        min_pair_distance_A: dict[str, float] | None = None,
     ):
         if every < 1:
             raise ValueError("every must be >= 1")
@@ -150,6 +156,7 @@ class FailureDetector:
         self.max_force_outliers = max_force_outliers
         self.min_distance_A = min_distance_A
         self.max_drift_eV_per_atom = max_drift_eV_per_atom
+        self.min_pair_distance_A = dict(min_pair_distance_A) if min_pair_distance_A else None
 
     def due(self, step: int) -> bool:
         return step % self.every == 0
@@ -161,6 +168,7 @@ class FailureDetector:
         conserved_ref: torch.Tensor,  # [R] eV
         min_distance: torch.Tensor,  # [R] Å
         errors: dict[int, str] | None = None,  # replica id → exception message
+        pair_ratio: torch.Tensor | None = None,  # [R] closest limited pair / its limit
     ) -> CheckResult:
         n_rep = state.n_replicas
         ids = state.replica_ids.tolist()
@@ -191,6 +199,8 @@ class FailureDetector:
                 fired.append("runaway")
             if self.min_distance_A is not None and float(min_distance[r]) < self.min_distance_A:
                 fired.append("min_distance")
+            if self.min_pair_distance_A and pair_ratio is not None and float(pair_ratio[r]) < 1.0:
+                fired.append("pair_distance")
             if self.max_force_outliers is not None and int(n_out[r]) > self.max_force_outliers:
                 fired.append("force_outliers")
             if self.temperature_window_K is not None:
@@ -209,6 +219,7 @@ class FailureDetector:
             n_force_outliers=n_out,
             min_distance=min_distance,
             drift_per_atom=drift,
+            pair_ratio=pair_ratio,
             reasons=reasons,
         )
 
@@ -229,6 +240,9 @@ class FailureDetector:
                 parts.append(f"potential raised {(errors or {}).get(rid, '')}")
             elif reason == "min_distance":
                 parts.append(f"closest pair {float(result.min_distance[r]):.3f} Å < {self.min_distance_A} Å")
+            elif reason == "pair_distance":
+                ratio = float(result.pair_ratio[r]) if result.pair_ratio is not None else float("nan")
+                parts.append(f"an atom pair at {ratio:.2f} x its limit ({self.min_pair_distance_A} Å)")
             elif reason == "force_outliers":
                 parts.append(
                     f"{int(result.n_force_outliers[r])} atoms with |F| > {self.outlier_sigma}σ "

@@ -148,6 +148,20 @@ class ForceField:
             return out
         return out.scatter_reduce_(0, e.edge_batch, e.lengths, reduce="amin", include_self=True)
 
+    def pair_distance_ratio(
+        self, species: torch.Tensor, n_replicas: int, limits: torch.Tensor
+    ) -> torch.Tensor:
+        """min over atom pairs of (distance / limit of their species pair) per replica [R] at
+        the last call; limits [n_types, n_types] Å, 0 where unlimited; inf if no limited pair."""
+        out = torch.full((n_replicas,), float("inf"), dtype=DTYPE)
+        e = self.last_edges
+        if e is None or e.lengths.numel() == 0:
+            return out
+        lim = limits.to(e.lengths.device)[species[e.edge_index[0]], species[e.edge_index[1]]]  # [E]
+        sel = lim > 0
+        ratio = (e.lengths[sel] / lim[sel]).to(DTYPE).cpu()
+        return out.scatter_reduce_(0, e.edge_batch[sel].cpu(), ratio, reduce="amin", include_self=True)
+
 
 def _edges_subset(edges: Edges, state: MDState, keep: torch.Tensor) -> Edges:
     """The edges of the replicas where ``keep`` [R] is True, renumbered for that sub-batch."""

@@ -141,7 +141,9 @@ class MDRunner:
             max_force_outliers=cfg.checks.max_force_outliers,
             min_distance_A=cfg.checks.min_distance_A,
             max_drift_eV_per_atom=cfg.checks.max_drift_eV_per_atom,
+            min_pair_distance_A=cfg.checks.min_pair_distance_A,
         )
+        self.pair_limits = pair_limit_table(cfg.checks.min_pair_distance_A, self.type_names)
         self.failures: list[Failure] = []
         self.thermo: list[dict] = []
         self.checks: list[dict] = []
@@ -332,7 +334,10 @@ class MDRunner:
             if not bool((nonfinite_replicas(view) | runaway_replicas(view.temperature_K(), drift)).any()):
                 return
         min_dist = self.ff.min_distance(s.n_replicas).view(-1, g).amin(1)
-        res = self.detector.check(view, conserved, self.conserved_ref, min_dist, errors)
+        pair = None
+        if self.pair_limits is not None:
+            pair = self.ff.pair_distance_ratio(s.species, s.n_replicas, self.pair_limits).view(-1, g).amin(1)
+        res = self.detector.check(view, conserved, self.conserved_ref, min_dist, errors, pair)
         if not full:  # only the every-step guards count between checks
             res.reasons = [[x for x in rs if x in GUARD_REASONS] for rs in res.reasons]
         else:
@@ -576,3 +581,17 @@ def run_md(
 
 
 __all__ = ["MDResult", "MDRunner", "format_summary", "replica_seeds", "run_md"]
+
+
+def pair_limit_table(pairs: dict[str, float] | None, type_names: list[str]) -> torch.Tensor | None:
+    """[n_types, n_types] closest allowed distances (Å; 0: unlimited) from {"H-H": 1.1, ...}."""
+    if not pairs:
+        return None
+    table = torch.zeros(len(type_names), len(type_names), dtype=torch.float64)
+    for key, d in pairs.items():
+        a, b = key.split("-")
+        if a not in type_names or b not in type_names:
+            raise LegatoError(f"checks.min_pair_distance_A: {key}: the model's species are {type_names}")
+        i, j = type_names.index(a), type_names.index(b)
+        table[i, j] = table[j, i] = d
+    return table
