@@ -66,3 +66,23 @@ def test_split_by_group_keeps_groups_together():
         assert len(set(sets[k : k + 3])) == 1
     assert {"train", "validation", "test"} == set(sets)
     assert sets.count("train") == 48
+
+
+def test_datasheet_statistics_of_clusters_without_stress():
+    """Gas-phase frames carry no stress: the pressure comes from the periodic frames only."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from legato.data.sampling import describe_dataset
+
+    rng = np.random.default_rng(2)
+    box = ammonia_crystal(cells=1)
+    frames = [box.copy()] + clusters([box], [2], 2, 4, rng)
+    for k, a in enumerate(frames):
+        res = {"energy": -1.0 * len(a), "forces": rng.normal(0, 1, (len(a), 3))}
+        if k == 0:
+            res["stress"] = np.array([-0.01, -0.01, -0.01, 0.0, 0.0, 0.0])  # eV/Å³, 1.6 GPa
+        a.calc = SinglePointCalculator(a, **res)
+    st = describe_dataset(frames, r_max=4.0)
+    assert st["frames"] == 3 and st["pressure_GPa"]["frames"] == 1
+    assert st["pressure_GPa"]["mean"] == pytest.approx(1.6021766)
+    assert describe_dataset(frames[1:], r_max=4.0)["pressure_GPa"] is None

@@ -469,7 +469,9 @@ def describe_dataset(
     st = dataset_statistics(graphs, len(type_names))
     e_pa = np.array([a.get_potential_energy() / len(a) for a in frames])
     f_max = max(float(np.abs(a.get_forces()).max()) for a in frames)
-    p_gpa = np.array([-np.trace(a.get_stress(voigt=False)) / 3 * 160.21766 for a in frames])
+    # pressure of the periodic frames (gas-phase molecules and clusters carry no stress)
+    periodic = [a for a in frames if a.pbc.all() and "stress" in (a.calc.results if a.calc else {})]
+    p_gpa = np.array([-np.trace(a.get_stress(voigt=False)) / 3 * 160.21766 for a in periodic])
 
     def count(key: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -496,7 +498,16 @@ def describe_dataset(
             "max": float(e_pa.max()),
         },
         "energy_shifts_eV": dict(zip(type_names, st.energy_shifts, strict=True)),
-        "pressure_GPa": {"mean": float(p_gpa.mean()), "min": float(p_gpa.min()), "max": float(p_gpa.max())},
+        "pressure_GPa": (
+            {
+                "frames": len(p_gpa),
+                "mean": float(p_gpa.mean()),
+                "min": float(p_gpa.min()),
+                "max": float(p_gpa.max()),
+            }
+            if len(p_gpa)
+            else None
+        ),
         "intact_frames": int(sum(intact_molecules(a, "NH3") for a in frames)),
         **_structure(frames),
     }
