@@ -3,12 +3,13 @@ bead configurations of liquid and crystalline NH3, and gas-phase molecules and c
 labelled with GFN1-xTB like the liquid and crystal sets. Resumable: rerun after an
 interruption (the PIMD run resumes, labelling continues frame by frame).
 
-    python scripts/make_coverage_dataset.py --crystal-beads runs/fig6/pimd/beads_000.extxyz
+    python scripts/make_coverage_dataset.py
 
---crystal-beads: the beads file of the Fig. 6 crystal run (configs/fig6_pimd.yaml, NH3 at
-150 K, 32 beads). The liquid beads come from a 16-bead NVT-PIMD run of NH3 at 220 K made here
-(WORK/liquid_pimd). Clusters of 1-8 molecules are cut from liquid and crystal frames of the
-shipped data sets.
+The ring polymers are run with the first version of the shipped model
+(models/nh3_legato_v1.pt, which these data were made to correct): liquid NH3, 16 beads, 220 K
+(WORK/liquid_pimd, 3 min), and the crystal as the first 600 steps of configs/fig6_pimd.yaml
+(32 beads, 150 K; WORK/crystal_pimd, about 8 min). Clusters of 1-8 molecules are cut from
+liquid and crystal frames of the shipped data sets.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LIQUID_PIMD = """\
 structure: {root}/data/nh3_liquid_gfn1.extxyz.gz
 structure_index: 0
-model: {root}/models/nh3_legato.pt
+model: {root}/models/nh3_legato_v1.pt
 masses_amu: {{H: 1.008}}
 beads: 16
 seed: 11
@@ -38,15 +39,61 @@ schedule:
 output:
   directory: {work}/liquid_pimd
   thermo_every: 10
-  trajectory_every: 0
+  trajectory_every: 25
   beads_every: 25
   checkpoint_every: 100
 """
+
+CRYSTAL_PIMD = """\
+structure: {work}/crystal_150K.extxyz
+model: {root}/models/nh3_legato_v1.pt
+beads: 32
+seed: 0
+timestep_fs: 1.0
+temperature_K: 150.0
+steps: 600
+schedule:
+  - {{ensemble: nvt, steps: 500}}
+  - {{ensemble: trpmd}}
+estimators:
+  blocks: 8
+output:
+  directory: {work}/crystal_pimd
+  thermo_every: 10
+  trajectory_every: 2
+  beads_every: 100
+  checkpoint_every: 100
+"""
+
+
+def run_pimd(work: Path, name: str, template: str) -> Path:
+    """Run (or resume) one PIMD job of the templates above; its output folder."""
+    out = work / name
+    if not (out / "summary.json").is_file():
+        cfg = work / f"{name}.yaml"
+        cfg.write_text(template.format(root=ROOT, work=work.resolve()))
+        resume = ["--resume"] if (out / "checkpoint.pt").is_file() else []
+        run(["legato", "pimd", str(cfg), *resume])
+    return out
 
 
 def run(cmd: list[str]) -> None:
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
+
+
+def scaled_crystals(boxes: list, n: int, rng: np.random.Generator) -> list:
+    """Crystal frames with molecule centres scaled by 0.84-1.06 (rigid molecules): the
+    equation of state from strong compression to beyond thermal expansion."""
+    from legato.data.sampling import scale_molecule_centres
+
+    out = []
+    for j, s in enumerate(np.linspace(0.84, 1.06, n)):
+        a = scale_molecule_centres(boxes[int(rng.integers(len(boxes)))], float(s), 4)
+        a.calc = None  # the parent's labels do not hold for the scaled frame
+        a.info = {"source": "crystal_eos", "group": f"eos:{j}", "scale": round(float(s), 4)}
+        out.append(a)
+    return out
 
 
 def main() -> int:
@@ -57,7 +104,6 @@ def main() -> int:
     from legato.fileio import atomic_write_bytes, atomic_write_text
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--crystal-beads", required=True, help="beads_000.extxyz of the Fig. 6 crystal run")
     ap.add_argument("--work", default="build/nh3_coverage", help="intermediate files")
     ap.add_argument("--out", default="data/nh3_coverage_gfn1.extxyz.gz")
     ap.add_argument("--workers", type=int, default=2)
@@ -69,24 +115,41 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
 
-    # 1. liquid NH3 ring polymers (16 beads, 220 K, PILE-L), beads every 12.5 fs
-    pimd_dir = work / "liquid_pimd"
-    if not (pimd_dir / "summary.json").is_file():
-        cfg = work / "liquid_pimd.yaml"
-        cfg.write_text(LIQUID_PIMD.format(root=ROOT, work=work.resolve()))
-        resume = ["--resume"] if (pimd_dir / "checkpoint.pt").is_file() else []
-        run(["legato", "pimd", str(cfg), *resume])
+    # 1. ring polymers with the first model: liquid NH3 (16 beads, 220 K, PILE-L, beads every
+    #    12.5 fs) and crystalline NH3 (the first 600 steps of configs/fig6_pimd.yaml)
+    liquid_dir = run_pimd(work, "liquid_pimd", LIQUID_PIMD)
+    crystal = work / "crystal_150K.extxyz"
+    if not crystal.is_file():
+        run(
+            [
+                "legato",
+                "data",
+                "crystal",
+                "--cells",
+                "2",
+                "--temperature-K",
+                "150",
+                "--hydrogen",
+                "--out",
+                str(crystal),
+            ]
+        )
+    crystal_dir = run_pimd(work, "crystal_pimd", CRYSTAL_PIMD)
 
     # 2. unlabelled frames: beads (after 50 fs of NVT) and clusters
     frames_path = work / "frames.extxyz"
     if not frames_path.is_file():
-        liquid = [a for a in ase.io.read(pimd_dir / "beads_000.extxyz", ":") if a.info["step"] >= 100]
-        crystal = [a for a in ase.io.read(args.crystal_beads, ":") if a.info["step"] >= 200]
-        crystal = [crystal[i] for i in np.linspace(0, len(crystal) - 1, min(16, len(crystal))).astype(int)]
-        frames = bead_frames(liquid, 4, rng, "liquid_beads") + bead_frames(crystal, 3, rng, "crystal_beads")
+        liquid = [a for a in ase.io.read(liquid_dir / "beads_000.extxyz", ":") if a.info["step"] >= 100]
+        crystal = [a for a in ase.io.read(crystal_dir / "beads_000.extxyz", ":") if a.info["step"] >= 200]
+        per_frame = -(-48 // len(crystal))  # about 48 crystal beads in all (5 frames x 10)
+        frames = bead_frames(liquid, 4, rng, "liquid_beads")
+        frames += bead_frames(crystal, per_frame, rng, "crystal_beads")
         boxes = ase.io.read(ROOT / "data/nh3_liquid_gfn1.extxyz.gz", "::40")
-        boxes += ase.io.read(ROOT / "data/nh3_crystal_gfn1.extxyz.gz", "::20")
+        crystal_boxes = ase.io.read(ROOT / "data/nh3_crystal_gfn1.extxyz.gz", ":")
+        crystal_boxes = [a for a in crystal_boxes if a.info.get("source") == "md"][::18]
+        boxes += crystal_boxes
         frames += clusters(boxes, [1, 2, 3, 4, 6, 8], 10, 4, rng)
+        frames += scaled_crystals(boxes[-len(crystal_boxes) :], 24, rng)
         for a, which in zip(frames, split_by_group(frames, rng), strict=True):
             a.info["split"] = which
         atomic_write_text(frames_path, "".join(frame_text(a) for a in frames))

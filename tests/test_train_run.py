@@ -248,3 +248,21 @@ def test_fine_tuning_starts_from_the_saved_weights(emt_data, tmp_path):
     missing = small_config(other, tmp_path / "missing", init_from=str(tmp_path / "nope.pt"))
     with pytest.raises(LegatoError, match="model file not found"):
         Trainer.create(load_config_dict(missing))
+
+
+def test_where_filters_combine(tmp_path, capsys):
+    """--where KEY=VALUE repeated: every condition must hold; none left is one clear error."""
+    import ase.io
+
+    from legato.train.evaluation import select_frames
+
+    frames = ase.io.read(make_emt_dataset(tmp_path / "d.extxyz", n_frames=12), ":")
+    for k, a in enumerate(frames):
+        a.info["source"] = "cluster" if k % 2 else "md"
+    ase.io.write(tmp_path / "tagged.extxyz", frames)
+    got = select_frames(None, tmp_path / "tagged.extxyz", where=["split=train", "source=md"])
+    want = [a for a in frames if a.info["split"] == "train" and a.info["source"] == "md"]
+    assert 0 < len(got) < len(frames) and len(got) == len(want)
+    assert len(select_frames(None, tmp_path / "tagged.extxyz", where="source=md")) == 6
+    with pytest.raises(LegatoError, match="no frames with split=test and source=nothing"):
+        select_frames(None, tmp_path / "tagged.extxyz", where=["split=test", "source=nothing"])

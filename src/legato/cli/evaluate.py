@@ -24,8 +24,10 @@ def add_subset_options(parser: argparse.ArgumentParser, models: str = "the model
     )
     parser.add_argument(
         "--where",
+        action="append",
         metavar="KEY=VALUE",
-        help="only frames whose info KEY equals VALUE, for example split=test",
+        help="only frames whose info KEY equals VALUE, for example split=test; repeat it to require "
+        "several (split=test --where source=cluster)",
     )
     parser.add_argument(
         "--index",

@@ -42,13 +42,14 @@ def select_frames(
     data: str | Path | Sequence[str | Path],
     index: str = ":",
     subset: Subset = "all",
-    where: str | None = None,
+    where: str | Sequence[str] | None = None,
 ) -> list:
     """Frames of ``data``. ``subset`` train/val: the frames of the split recorded in the
     model's run folder (the data file must be the one the model was trained on); test: the
     frames labelled "test" under the run's ``data.split_key``, or, for a random split, the
     frames used neither for training nor for validation.
-    ``where="KEY=VALUE"``: only frames with ``atoms.info[KEY] == VALUE`` (as text)."""
+    ``where="KEY=VALUE"`` (or several, all of which must hold): only frames with
+    ``atoms.info[KEY] == VALUE`` (as text)."""
     if subset not in ("all", "train", "val", "test"):
         raise LegatoError(f"unknown subset '{subset}' (all, train, val or test)")
     frames = read_datasets(data, index)
@@ -64,13 +65,15 @@ def select_frames(
             frames = _test_frames(frames, split, Path(run_dir))
         else:
             frames = [frames[i] for i in split[subset]]
-    if where:
-        key, sep, value = where.partition("=")
+    for cond in [where] if isinstance(where, str) else where or []:
+        key, sep, value = cond.partition("=")
         if not sep or not key:
-            raise LegatoError(f"--where needs KEY=VALUE, got '{where}'")
+            raise LegatoError(f"--where needs KEY=VALUE, got '{cond}'")
         frames = [a for a in frames if str(a.info.get(key)) == value]
         if not frames:
-            raise LegatoError(f"no frames with {key} = {value} in {data}")
+            raise LegatoError(
+                f"no frames with {' and '.join([where] if isinstance(where, str) else where)} in {data}"
+            )
     return frames
 
 
