@@ -237,10 +237,11 @@ def run(args: argparse.Namespace) -> int:
     atomic_save(paths[4], lambda fh: fig.savefig(fh, format="png", dpi=150))
 
     print(f"band centroids in meV ({args.curve}; ± standard error over blocks x trajectories)")
-    print(f"{'band':<14}{'window':>10}" + "".join(f"{s.name:>20}" for s in sources))
+    width = max(16, *(len(s.name) for s in sources)) + 2  # every name and "123.45 ± 0.12" fits
+    print(f"{'band':<16}{'window':>9}" + "".join(f"{s.name:>{width}}" for s in sources))
     for b, (lo, hi) in bands.items():
         cells = [_cell(r.centroid_meV, r.centroid_err_meV) for r in rows if r.band == b]
-        print(f"{b:<14}{f'{lo:g}-{hi:g}':>10}" + "".join(f"{c:>20}" for c in cells))
+        print(f"{b:<16}{f'{lo:g}-{hi:g}':>9}" + "".join(f"{c:>{width}}" for c in cells))
     res = [f"{s.name} {s.resolution_meV:.2f} meV" for s in sources if s.resolution_meV is not None]
     print("resolution (FWHM): " + ", ".join(res))
     print("wrote " + ", ".join(str(p) for p in paths))
