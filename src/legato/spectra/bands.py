@@ -217,6 +217,12 @@ def bands_figure(
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11.0, 4.2))
+    # a band overlapping one listed before it (e.g. a whole band and its parts) is in the
+    # tables but not drawn: shades and centroid marks would pile up
+    drawn: list[str] = []
+    for name, (lo, hi) in bands.items():
+        if all(hi <= bands[d][0] or lo >= bands[d][1] for d in drawn):
+            drawn.append(name)
     for k, (plo, phi) in enumerate(PANELS):
         ax = fig.add_subplot(1, 2, k + 1)
         sel = (energy_meV >= plo) & (energy_meV <= phi)
@@ -228,12 +234,12 @@ def bands_figure(
         top = top if top > 0 else 1.0
         for i, (name, (lo, hi)) in enumerate(bands.items()):
             a, b = max(lo, plo), min(hi, phi)
-            if a < b:  # alternating shades: adjacent bands stay apart
+            if a < b and name in drawn:  # alternating shades: adjacent bands stay apart
                 ax.axvspan(a, b, color="0.5", alpha=0.07 if i % 2 else 0.15, lw=0)
                 ax.text((a + b) / 2, 1.22 * top, name, ha="center", va="top", fontsize=7)
         for j, name in enumerate(curves):
             for r in rows:
-                if r.source == name and plo <= r.centroid_meV <= phi:
+                if r.source == name and r.band in drawn and plo <= r.centroid_meV <= phi:
                     err = r.centroid_err_meV if math.isfinite(r.centroid_err_meV) else 0.0
                     y = top * (1.08 - 0.04 * j)
                     ax.errorbar(r.centroid_meV, y, xerr=err, fmt="|", color=f"C{j}", ms=6, capsize=2)
