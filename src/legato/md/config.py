@@ -60,7 +60,7 @@ class ChecksConfig(_Strict):
     outlier_sigma: float = Field(default=5.0, gt=0)
     max_force_outliers: int | None = Field(default=None, ge=0)  # null: count only
     min_distance_A: float | None = Field(default=0.5, ge=0)
-    #: closest allowed distance per element pair, e.g. {"H-H": 1.1}: a local, per-molecule
+    #: closest allowed distance per element pair, e.g. {"H-H": 1.0}: a local, per-molecule
     #: failure (atoms of intact molecules never come that close; a model with a spurious
     #: attraction lets them) that the global temperature window does not see
     min_pair_distance_A: dict[str, float] | None = None

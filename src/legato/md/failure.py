@@ -12,7 +12,7 @@ and ``runaway``:
   the start of the stage by more than :data:`RUNAWAY_DRIFT_EV_PER_ATOM` per atom;
 - ``min_distance``: the closest pair is nearer than ``min_distance_A`` (collapse);
 - ``pair_distance``: two atoms of a limited element pair are nearer than its limit in
-  ``min_pair_distance_A`` (e.g. H–H < 1.1 Å in ammonia: a local failure such as H atoms
+  ``min_pair_distance_A`` (e.g. H–H < 1.0 Å in ammonia: a local failure such as H atoms
   pairing up in a spurious well, which the temperature window does not see);
 - ``force_outliers``: more than ``max_force_outliers`` atoms have a force component beyond
   ``outlier_sigma``·σ (σ = std of the training forces). The count is recorded at every check

@@ -584,7 +584,7 @@ __all__ = ["MDResult", "MDRunner", "format_summary", "replica_seeds", "run_md"]
 
 
 def pair_limit_table(pairs: dict[str, float] | None, type_names: list[str]) -> torch.Tensor | None:
-    """[n_types, n_types] closest allowed distances (Å; 0: unlimited) from {"H-H": 1.1, ...}."""
+    """[n_types, n_types] closest allowed distances (Å; 0: unlimited) from {"H-H": 1.0, ...}."""
     if not pairs:
         return None
     table = torch.zeros(len(type_names), len(type_names), dtype=torch.float64)
