@@ -264,5 +264,5 @@ def test_where_filters_combine(tmp_path, capsys):
     want = [a for a in frames if a.info["split"] == "train" and a.info["source"] == "md"]
     assert 0 < len(got) < len(frames) and len(got) == len(want)
     assert len(select_frames(None, tmp_path / "tagged.extxyz", where="source=md")) == 6
-    with pytest.raises(LegatoError, match="no frames with split=test and source=nothing"):
+    with pytest.raises(LegatoError, match="no frames with split = test and source = nothing"):
         select_frames(None, tmp_path / "tagged.extxyz", where=["split=test", "source=nothing"])

@@ -65,15 +65,15 @@ def select_frames(
             frames = _test_frames(frames, split, Path(run_dir))
         else:
             frames = [frames[i] for i in split[subset]]
-    for cond in [where] if isinstance(where, str) else where or []:
+    conds = [where] if isinstance(where, str) else list(where or [])
+    for cond in conds:
         key, sep, value = cond.partition("=")
         if not sep or not key:
             raise LegatoError(f"--where needs KEY=VALUE, got '{cond}'")
         frames = [a for a in frames if str(a.info.get(key)) == value]
         if not frames:
-            raise LegatoError(
-                f"no frames with {' and '.join([where] if isinstance(where, str) else where)} in {data}"
-            )
+            wanted = " and ".join(" = ".join(c.partition("=")[::2]) for c in conds)
+            raise LegatoError(f"no frames with {wanted} in {data}")
     return frames
 
 
