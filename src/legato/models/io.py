@@ -41,6 +41,30 @@ def build_model(
     return model
 
 
+def finetuning_start(
+    path: str | Path, hparams: dict[str, Any], dtype: torch.dtype | str, what: str = "init_from"
+) -> Allegro:
+    """The architecture ``hparams`` with the weights and data-derived constants (ν̄, shifts,
+    scales) of the saved model at ``path``: the start of a fine-tuning run. Any difference in
+    the other hyperparameters is one LegatoError naming it."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise LegatoError(f"{what}: model file not found: {path}")
+    base = load_model(path)
+    for key, value in hparams.items():
+        if key not in DATA_DERIVED and json.dumps(base.hparams.get(key)) != json.dumps(value):
+            raise LegatoError(
+                f"{what} {path}: model.{key} is {value!r} here but {base.hparams.get(key)!r} "
+                "in the saved model"
+            )
+    model = build_model({**hparams, **{k: base.hparams[k] for k in DATA_DERIVED}}, dtype=dtype)
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in base.state_dict().items()})
+    return model
+
+
 def _dtype(d: torch.dtype | str) -> torch.dtype:
     if isinstance(d, torch.dtype):
         return d

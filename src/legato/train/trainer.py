@@ -269,33 +269,12 @@ class Trainer:
         self.loss_spec = LossSpec(cfg.loss.energy, cfg.loss.forces, cfg.loss.stress, scale)
 
     def _build_model(self) -> torch.nn.Module:
-        from legato.models import build_model
+        from legato.models.io import build_model, finetuning_start
 
-        init = self.cfg.training.init_from
+        init, dtype = self.cfg.training.init_from, self.cfg.training.dtype
         if init is None:
-            return build_model(self.cfg.model, self.stats, dtype=self.cfg.training.dtype)
-        return self._model_from(Path(init))
-
-    def _model_from(self, path: Path) -> torch.nn.Module:
-        """The configured architecture with the weights and data-derived constants of a saved
-        model (fine-tuning); any architecture difference is an error."""
-        from legato.models import build_model, load_model
-        from legato.models.config import DATA_DERIVED
-
-        if not path.is_file():
-            raise LegatoError(f"training.init_from: model file not found: {path}")
-        base = load_model(path)
-        same = lambda a, b: json.dumps(a) == json.dumps(b)  # noqa: E731  (tuples == lists)
-        for key, value in self.cfg.model.items():
-            if key not in DATA_DERIVED and not same(base.hparams.get(key), value):
-                raise LegatoError(
-                    f"training.init_from {path}: model.{key} is {value!r} here but "
-                    f"{base.hparams.get(key)!r} in the saved model"
-                )
-        hp = {**self.cfg.model, **{k: base.hparams[k] for k in DATA_DERIVED}}
-        model = build_model(hp, dtype=self.cfg.training.dtype)
-        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in base.state_dict().items()})
-        return model
+            return build_model(self.cfg.model, self.stats, dtype=dtype)
+        return finetuning_start(init, self.cfg.model, dtype, "training.init_from")
 
     def _stats_info(self) -> dict[str, Any]:
         s = self.stats
