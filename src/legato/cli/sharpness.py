@@ -75,13 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_for_analysis(path: str, dtype: str):
     """Load a model and cast it for analysis (float64 by default)."""
-    import torch
 
     from legato import load_model
+    from legato.dtypes import as_dtype
 
     model = load_model(path)
     if dtype != "model":
-        model = model.to({"float64": torch.float64, "float32": torch.float32}[dtype])
+        model = model.to(as_dtype(dtype))
     return model
 
 

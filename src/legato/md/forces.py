@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from legato.data import keys as K
+from legato.dtypes import module_dtype
 from legato.errors import LegatoError
 from legato.md.neighbors import MAX_COORDINATE_A, Edges, VerletList
 from legato.md.state import DTYPE, MDState, per_replica_sum
@@ -17,13 +18,7 @@ from legato.md.state import DTYPE, MDState, per_replica_sum
 
 def potential_dtype(potential: torch.nn.Module) -> torch.dtype:
     """The dtype of the potential's floating parameters (float64 if it has none)."""
-    for p in potential.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    for b in potential.buffers():
-        if b.is_floating_point():
-            return b.dtype
-    return DTYPE
+    return module_dtype(potential, DTYPE)
 
 
 def potential_r_max(potential: torch.nn.Module) -> float:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from legato.dtypes import as_dtype, dtype_name, module_dtype
 from legato.errors import LegatoError
 from legato.fileio import atomic_save, atomic_torch_save
 from legato.models.allegro import Allegro
@@ -37,7 +38,7 @@ def build_model(
     check_hparams(kw, "model")
     model = Allegro(**kw)
     if dtype is not None:
-        model = model.to(_dtype(dtype))
+        model = model.to(as_dtype(dtype))
     return model
 
 
@@ -65,17 +66,8 @@ def finetuning_start(
     return model
 
 
-def _dtype(d: torch.dtype | str) -> torch.dtype:
-    if isinstance(d, torch.dtype):
-        return d
-    table = {"float32": torch.float32, "float64": torch.float64}
-    if d not in table:
-        raise LegatoError(f"dtype must be float32 or float64, got {d!r}")
-    return table[d]
-
-
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
-    return next(model.parameters()).dtype
+    return module_dtype(model)
 
 
 def save_model(model: Allegro, path: str | Path, extra: dict[str, Any] | None = None) -> None:
@@ -89,7 +81,7 @@ def save_model(model: Allegro, path: str | Path, extra: dict[str, Any] | None = 
             "hparams": model.hparams,
             "type_names": list(model.type_names),
             "r_max": model.r_max,
-            "dtype": str(model_dtype(model)).replace("torch.", ""),
+            "dtype": dtype_name(model_dtype(model)),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "extra": dict(extra or {}),
         },
@@ -162,7 +154,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Al
         )
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise LegatoError(f"{path} is not a legato model file (use legato.save_model)")
-    model = Allegro(**blob["hparams"]).to(_dtype(blob["dtype"]))
+    model = Allegro(**blob["hparams"]).to(as_dtype(blob["dtype"]))
     model.load_state_dict(blob["state_dict"])
     model.to(device)
     model.extra = blob.get("extra", {})
@@ -181,7 +173,7 @@ def deploy_metadata(model: Allegro, kind: str) -> dict[str, Any]:
     return {
         "type_names": list(model.type_names),
         "r_max": model.r_max,
-        "dtype": str(model_dtype(model)).replace("torch.", ""),
+        "dtype": dtype_name(model_dtype(model)),
         "legato_version": __version__,
         "torch_version": torch.__version__,
         "format": DEPLOY_FORMAT,

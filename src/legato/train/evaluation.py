@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from legato.data import collate
 from legato.data.graph import Graph
+from legato.dtypes import module_dtype
 from legato.errors import LegatoError
 from legato.train.data import datasets_digest, frames_to_graphs, read_datasets
 from legato.train.loss import LossSpec
@@ -22,7 +23,7 @@ Subset = Literal["all", "train", "val", "test"]
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
-    return next(model.parameters()).dtype
+    return module_dtype(model)
 
 
 def model_loss_spec(model: torch.nn.Module, scale: float | None = None) -> LossSpec:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from legato.data import dataset_statistics
 from legato.data.graph import Graph
+from legato.dtypes import as_dtype
 from legato.errors import LegatoError
 from legato.fileio import ensure_writable_dir, move_aside
 from legato.train import checkpoint as ckpt
@@ -63,7 +64,6 @@ from legato.train.loss import LossSpec, loss_terms
 from legato.train.metrics import MetricsAccumulator
 from legato.train.sam import SAM
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PLOT_EVERY = 10  # epochs between learning-curve redraws (and at the end)
 
 
@@ -121,7 +121,7 @@ class Trainer:
             torch.set_num_threads(t.num_threads)
         if t.deterministic:
             torch.use_deterministic_algorithms(True)
-        self.dtype = DTYPES[t.dtype]
+        self.dtype = as_dtype(t.dtype)
         self.progress = t.progress
         seed_everything(t.seed)
         self._load_data(frames)
