@@ -150,19 +150,12 @@ def load_phonons(name: str, path: Path, curve: str) -> Source:
 
 
 def load_trajectories(name: str, path: Path, kind: str, args: argparse.Namespace) -> Source:
-    from legato.cli.spectrum import read_velocities, trajectory_files
+    from legato.cli.spectrum import read_all_velocities, trajectory_files
     from legato.spectra.bands import block_lag_fs, block_spectra
     from legato.spectra.vacf import MEV_PER_THZ, neutron_weights, vdos
 
     files = trajectory_files([str(path)], "centroid" if kind == "pimd" else "md")
-    vels, labels, masses, dt = [], None, {}, None
-    for f in files:
-        v, lab, m, step = read_velocities(f, None, args.skip_fs)
-        if labels is not None and (lab != labels or step != dt):
-            raise LegatoError(f"{f} has other atoms or another frame spacing than {files[0]}")
-        vels.append(v)
-        labels, dt = lab, step
-        masses.update(m)
+    vels, labels, masses, dt = read_all_velocities(files, None, args.skip_fs)
     weighted = args.curve == "neutron_weighted"
     if not weighted and args.curve not in labels:
         raise LegatoError(

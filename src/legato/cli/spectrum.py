@@ -95,20 +95,27 @@ def read_velocities(path: Path, timestep_fs: float | None, skip_fs: float):
     return v, labels, by_label, timestep_fs
 
 
+def read_all_velocities(files: list[Path], timestep_fs: float | None, skip_fs: float):
+    """:func:`read_velocities` of every file, which must hold the same atoms at the same frame
+    spacing: (velocities per file, labels, masses by label, frame spacing in fs)."""
+    vels, labels, masses, dt = [], None, {}, None
+    for f in files:
+        v, lab, m, step = read_velocities(f, timestep_fs, skip_fs)
+        if labels is not None and (lab != labels or step != dt):
+            raise LegatoError(f"{f} has other atoms or another frame spacing than {files[0]}")
+        vels.append(v)
+        labels, dt = lab, step
+        masses.update(m)
+    return vels, labels, masses, dt
+
+
 def run(args: argparse.Namespace) -> int:
     from legato.fileio import ensure_writable_dir
     from legato.spectra.report import write_dos
     from legato.spectra.vacf import CM1_PER_THZ, MEV_PER_THZ, neutron_weights, peak_THz, vdos
 
     files = trajectory_files(args.inputs, args.source)
-    vels, labels, masses, dt = [], None, {}, None
-    for f in files:
-        v, lab, m, step = read_velocities(f, args.timestep_fs, args.skip_fs)
-        if labels is not None and (lab != labels or step != dt):
-            raise LegatoError(f"{f} has other atoms or another frame spacing than {files[0]}")
-        vels.append(v)
-        labels, dt = lab, step
-        masses.update(m)
+    vels, labels, masses, dt = read_all_velocities(files, args.timestep_fs, args.skip_fs)
     try:
         weights = neutron_weights(labels, masses)
         spec = vdos(vels, labels, dt, args.max_lag_fs, args.window, weights)
