@@ -14,8 +14,8 @@ import argparse
 import numpy as np
 from scipy.stats import CensoredData, ks_2samp, logrank
 
-from legato.analysis.failures import read_failure_table
-from legato.analysis.survival import kaplan_meier
+from legato.stats.failures import read_failure_table
+from legato.stats.survival import kaplan_meier
 
 
 def main() -> None:

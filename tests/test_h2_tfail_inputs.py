@@ -14,10 +14,10 @@ from ase import Atoms
 from ase.lattice.cubic import FaceCenteredCubic
 from conftest import small_model
 
-from legato.analysis.tfail import TfailProtocol, folder_lock, run_ensemble
 from legato.cli.main import main
 from legato.errors import LegatoError
 from legato.md.potentials import LennardJones
+from legato.workflows.tfail import TfailProtocol, folder_lock, run_ensemble
 
 torch.set_num_threads(1)
 QUIET = {"progress": False, "log": lambda s: None}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from legato.analysis.scaling import NOT_RESOLVED, beta_verdict, tfail_verdict
-from legato.analysis.study import last_log_line, run_jobs
-from legato.analysis.study_config import set_worker_threads, validate_study_config
 from legato.errors import LegatoError
+from legato.stats.scaling import NOT_RESOLVED, beta_verdict, tfail_verdict
+from legato.workflows.study import last_log_line, run_jobs
+from legato.workflows.study_config import set_worker_threads, validate_study_config
 
 
 def _slow_job(seconds: float) -> str:
@@ -117,8 +117,8 @@ def test_study_and_rho_search_and_demo_pass_threads_to_the_workers(monkeypatch, 
         seen.append(cfg.threads_per_worker)
         raise LegatoError("stop")
 
-    monkeypatch.setattr("legato.analysis.study.run_study", fake_run_study)
-    monkeypatch.setattr("legato.analysis.rho_search.run_rho_search", fake_rho)
+    monkeypatch.setattr("legato.workflows.study.run_study", fake_run_study)
+    monkeypatch.setattr("legato.workflows.rho_search.run_rho_search", fake_rho)
     conf = Path(__file__).resolve().parents[1] / "configs" / "study_tiny.yaml"
     ns = dict(out=str(tmp_path / "o"), resume=False, workers=1, threads=3)
     with pytest.raises(LegatoError, match="stop"):

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from legato.analysis.failures import FailureRecord, FailureTable
-from legato.analysis.plots import (
+from legato.errors import LegatoError
+from legato.stats.failures import FailureRecord, FailureTable
+from legato.stats.scaling import analyse_table
+from legato.workflows.plots import (
     log_ticks,
     outliers_figure,
     plot_outliers,
     read_outlier_csv,
     scaling_figure,
 )
-from legato.analysis.rho_search import rho_figure
-from legato.analysis.scaling import analyse_table
-from legato.errors import LegatoError
+from legato.workflows.rho_search import rho_figure
 
 
 def _table(means: dict[str, dict[int, float]], n: int = 8) -> FailureTable:

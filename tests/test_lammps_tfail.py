@@ -10,10 +10,10 @@ import torch
 from conftest import small_model
 from lammps_helpers import needs_lammps, shipped_frame
 
-from legato.analysis.failures import read_failure_table
-from legato.analysis.tfail import TfailProtocol, run_ensemble
 from legato.errors import LegatoError
 from legato.lammps.tfail import run_ensemble_lammps
+from legato.stats.failures import read_failure_table
+from legato.workflows.tfail import TfailProtocol, run_ensemble
 
 pytestmark = needs_lammps
 

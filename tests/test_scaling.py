@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from legato.analysis.failures import (
+from legato.cli.main import main
+from legato.errors import LegatoError
+from legato.stats.failures import (
     FailureRecord,
     FailureTable,
     format_failure_table,
@@ -19,10 +21,8 @@ from legato.analysis.failures import (
     read_failure_table,
     write_failure_table,
 )
-from legato.analysis.scaling import analyse_table, fit_means, fit_weibull, size_summaries
-from legato.analysis.survival import kaplan_meier
-from legato.cli.main import main
-from legato.errors import LegatoError
+from legato.stats.scaling import analyse_table, fit_means, fit_weibull, size_summaries
+from legato.stats.survival import kaplan_meier
 
 SIZES = np.array([432, 3456, 11664, 27648])  # the paper's N = 432·k³
 BETA, SHAPE, SCALE_432 = 0.3, 1.5, 5000.0
@@ -379,7 +379,7 @@ def test_analyse_table_notes_missing_fits():
 
 
 def test_read_outlier_csv_columns(tmp_path):
-    from legato.analysis.plots import read_outlier_csv
+    from legato.workflows.plots import read_outlier_csv
 
     p = tmp_path / "checks.csv"
     p.write_text("step,replica,n_force_outliers,model\n20,0,4,A\n10,0,2,A\n10,1,7,A\n")

@@ -14,12 +14,12 @@ import yaml
 from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from legato.analysis.failures import format_failure_table, read_failure_table
-from legato.analysis.study import STAGES, run_study
-from legato.analysis.study_config import load_study_config, validate_study_config
 from legato.cli.main import main
 from legato.data.liquid import build_liquid
 from legato.errors import LegatoError
+from legato.stats.failures import format_failure_table, read_failure_table
+from legato.workflows.study import STAGES, run_study
+from legato.workflows.study_config import load_study_config, validate_study_config
 
 torch.set_num_threads(1)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -57,7 +57,7 @@ def test_shipped_configs_validate_and_unknown_keys_are_named():
         cfg = load_study_config(CONFIGS / name)
         assert cfg.rho_grid and cfg.tfail.instances >= 1
     full = load_study_config(CONFIGS / "study.yaml")
-    from legato.analysis.tfail import parse_sizes
+    from legato.workflows.tfail import parse_sizes
 
     n = [a * b * c for a, b, c in parse_sizes(full.tfail.sizes)]
     assert len(n) >= 4 and max(n) / min(n) >= 27 and full.tfail.instances >= 10

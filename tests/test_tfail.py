@@ -14,20 +14,20 @@ from ase import Atoms
 from ase.lattice.cubic import FaceCenteredCubic
 from conftest import small_model
 
-from legato.analysis.failures import format_failure_table, read_failure_table
-from legato.analysis.plots import read_outlier_csv
-from legato.analysis.tfail import (
+from legato.cli.main import main
+from legato.data import keys as K
+from legato.errors import LegatoError
+from legato.md.potentials import LennardJones
+from legato.stats.failures import format_failure_table, read_failure_table
+from legato.units import FS, KB_EV_PER_K
+from legato.workflows.plots import read_outlier_csv
+from legato.workflows.tfail import (
     TfailProtocol,
     derived_seed,
     parse_sizes,
     replicate_box,
     run_ensemble,
 )
-from legato.cli.main import main
-from legato.data import keys as K
-from legato.errors import LegatoError
-from legato.md.potentials import LennardJones
-from legato.units import FS, KB_EV_PER_K
 
 torch.set_num_threads(1)
 QUIET = {"progress": False, "log": lambda s: None}

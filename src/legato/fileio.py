@@ -76,10 +76,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
             os.unlink(tmp)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = True) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`); returns the path.
+
+    With ``overwrite=False`` an existing file is refused (one LegatoError line) and kept.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise LegatoError(f"{path} exists; refusing to overwrite it")
     with atomic_write(path, "w") as fh:
         fh.write(text)
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

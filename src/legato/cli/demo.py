@@ -156,8 +156,8 @@ def _num(x: float | None, nd: int = 0) -> str:
 def format_comparison(study) -> str:
     """The terminal summary: t_failure per model and size, β, test errors, a verdict computed
     from these numbers, and where the figures and logs are."""
-    from legato.analysis.study_report import verdicts
-    from legato.analysis.tfail import parse_sizes
+    from legato.workflows.study_report import verdicts
+    from legato.workflows.tfail import parse_sizes
 
     t = study.cfg.tfail
     budgets = sorted({t.budget(r) for r in parse_sizes(t.sizes)})
@@ -229,9 +229,9 @@ def format_comparison(study) -> str:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from legato.analysis.study import run_study
-    from legato.analysis.study_config import set_worker_threads, validate_study_config
     from legato.perf import available_cores
+    from legato.workflows.study import run_study
+    from legato.workflows.study_config import set_worker_threads, validate_study_config
 
     workers = min(2, available_cores()) if args.workers is None else args.workers
     if workers < 1:

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legato.analysis.rho_search import format_rho_markdown, run_rho_search
+    from legato.workflows.rho_search import format_rho_markdown, run_rho_search
 
     cfg = load_config_with_workers(args)
     rhos = None

@@ -145,14 +145,15 @@ def format_report(results) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legato.analysis.failures import merge_tables, read_failure_table, write_text_atomic
-    from legato.analysis.plots import (
+    from legato.fileio import atomic_write_text
+    from legato.stats.failures import merge_tables, read_failure_table
+    from legato.stats.scaling import analyse_table
+    from legato.workflows.plots import (
         plot_outliers,
         plot_scaling,
         plot_survival,
         read_outlier_csv,
     )
-    from legato.analysis.scaling import analyse_table
 
     if not 0.0 < args.confidence < 1.0:
         raise LegatoError(f"--confidence must be in (0, 1), got {args.confidence}")
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
             for r in results
         ],
     }
-    write_text_atomic(
+    atomic_write_text(
         out / "scaling_fits.json",
         json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n",
         overwrite=args.overwrite,
@@ -240,8 +241,8 @@ def run(args: argparse.Namespace) -> int:
                     s.median_ci[1],
                 ]
             )
-    write_text_atomic(out / "scaling_fits.csv", _csv_text(FIT_COLUMNS, fit_rows), overwrite=args.overwrite)
-    write_text_atomic(out / "sizes.csv", _csv_text(SIZE_COLUMNS, size_rows), overwrite=args.overwrite)
+    atomic_write_text(out / "scaling_fits.csv", _csv_text(FIT_COLUMNS, fit_rows), overwrite=args.overwrite)
+    atomic_write_text(out / "sizes.csv", _csv_text(SIZE_COLUMNS, size_rows), overwrite=args.overwrite)
     plot_scaling(results, out / "fig2_scaling.png", overwrite=args.overwrite)
     plot_survival(
         table, out / "survival.png", time_unit=args.time, confidence=args.confidence, overwrite=args.overwrite

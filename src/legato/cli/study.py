@@ -21,7 +21,7 @@ EXAMPLES = """\
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from legato.analysis.study import STAGES
+    from legato.workflows.study import STAGES
 
     parser.add_argument("config", help="study settings file (see configs/study.yaml and docs/study.md)")
     parser.add_argument("--out", required=True, metavar="DIR", help="study folder (results, models, logs)")
@@ -53,7 +53,7 @@ def add_workers_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_config_with_workers(args: argparse.Namespace):
     """The study config with --workers and --threads applied (a note if they oversubscribe)."""
-    from legato.analysis.study_config import load_study_config, set_worker_threads
+    from legato.workflows.study_config import load_study_config, set_worker_threads
 
     cfg = load_study_config(args.config, workers=args.workers)
     note = set_worker_threads(cfg, getattr(args, "threads", None))
@@ -63,7 +63,7 @@ def load_config_with_workers(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from legato.analysis.study import STAGES, run_study
+    from legato.workflows.study import STAGES, run_study
 
     cfg = load_config_with_workers(args)
     stages = STAGES

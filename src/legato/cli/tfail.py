@@ -144,9 +144,9 @@ def parse_window(text: str) -> tuple[float, float] | str | None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from legato.analysis.tfail import TfailProtocol, run_ensemble
     from legato.data import read_frames
     from legato.models import load_model
+    from legato.workflows.tfail import TfailProtocol, run_ensemble
 
     protocol = TfailProtocol(
         temperature_K=args.temperature_K,

@@ -1,6 +1,6 @@
 """Time-to-failure ensembles run through LAMMPS (``legato tfail --engine lammps``).
 
-The same instances as :mod:`legato.analysis.tfail` (the same replicated, perturbed boxes
+The same instances as :mod:`legato.workflows.tfail` (the same replicated, perturbed boxes
 and the same Maxwell–Boltzmann velocities, both drawn from the instance seed), the same
 stages (Nosé–Hoover NVT for ``nvt_steps``, then NVE up to ``max_steps``), and the same
 output tables (``failures.csv``, ``outliers.csv``, ``protocol.json``, ``models.json``,
@@ -35,8 +35,12 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from legato.analysis.failures import FailureRecord, FailureTable, read_failure_table, write_failure_table
-from legato.analysis.tfail import (
+from legato.errors import LegatoError
+from legato.fileio import atomic_write_text, ensure_writable_dir
+from legato.lammps.io import read_thermo, write_data
+from legato.lammps.runtime import run_lammps
+from legato.stats.failures import FailureRecord, FailureTable, read_failure_table, write_failure_table
+from legato.workflows.tfail import (
     EnsembleResult,
     TfailProtocol,
     _check_record,
@@ -52,10 +56,6 @@ from legato.analysis.tfail import (
     training_force_sigma,
     validate_inputs,
 )
-from legato.errors import LegatoError
-from legato.fileio import atomic_write_text, ensure_writable_dir
-from legato.lammps.io import read_thermo, write_data
-from legato.lammps.runtime import run_lammps
 
 _HALT = re.compile(r"Fix halt condition for fix-id halt met on step (\d+)")
 COLUMNS = ("step", "temp", "pe", "etotal", "c_nclose", "c_nout", "c_fmax[1]", "c_fmax[2]", "c_fmax[3]")

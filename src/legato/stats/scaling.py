@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
-from legato.analysis.failures import FailureTable
-from legato.analysis.survival import kaplan_meier
 from legato.errors import LegatoError
+from legato.stats.failures import FailureTable
+from legato.stats.survival import kaplan_meier
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ is recorded with ``t_failure_steps = 0`` and ``stage = nvt`` (it never reached N
 Output folder ``OUT`` (resumable; rerunning skips every (model, N, seed) already in the
 table and resumes an interrupted size from its MD checkpoint):
 
-- ``failures.csv`` — the failure table (:mod:`legato.analysis.failures`), extra columns
+- ``failures.csv`` — the failure table (:mod:`legato.stats.failures`), extra columns
   ``replication, stage, t_total_steps, detail``;
 - ``outliers.csv`` — per check: ``model, n_atoms, seed, run, step, nve_step, outliers,
   max_force_eV_A, temperature_K`` (force-outlier counts for Fig. 1);
@@ -44,18 +44,17 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from legato.analysis.failures import (
+from legato.errors import LegatoError
+from legato.fileio import atomic_write_text, ensure_writable_dir, move_aside
+from legato.md.config import RUNAWAY_TEMPERATURE_K
+from legato.md.fingerprint import model_fingerprint
+from legato.md.lock import folder_lock
+from legato.stats.failures import (
     FailureRecord,
     FailureTable,
     read_failure_table,
     write_failure_table,
-    write_text_atomic,
 )
-from legato.errors import LegatoError
-from legato.fileio import ensure_writable_dir, move_aside
-from legato.md.config import RUNAWAY_TEMPERATURE_K
-from legato.md.fingerprint import model_fingerprint
-from legato.md.lock import folder_lock
 
 Replication = tuple[int, int, int]
 OUTLIER_COLUMNS = (
@@ -246,7 +245,7 @@ class TfailProtocol:
 
 # ----------------------------------------------------------------------------- bookkeeping
 def _json_atomic(path: Path, obj: object) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=1) + "\n", overwrite=True)
+    atomic_write_text(path, json.dumps(obj, indent=1) + "\n", overwrite=True)
 
 
 def _check_record(path: Path, key: str, value: dict, what: str) -> None:
@@ -278,7 +277,7 @@ def _write_outliers(path: Path, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, fieldnames=list(OUTLIER_COLUMNS), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    write_text_atomic(path, buf.getvalue(), overwrite=True)
+    atomic_write_text(path, buf.getvalue(), overwrite=True)
 
 
 # ----------------------------------------------------------------------------- one batch

@@ -1,4 +1,4 @@
-"""Analysis stages of the robustness study and its report (used by legato.analysis.study).
+"""Analysis stages of the robustness study and its report (used by legato.workflows.study).
 
 - :func:`scaling_outputs` — merged failure tables, the scaling fits and Figs. 1, 2 and the
   survival curves via ``legato scaling``;
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from legato.analysis.failures import FailureRecord, FailureTable, merge_tables, write_failure_table
-from legato.analysis.failures import write_text_atomic as _write_text
-from legato.analysis.scaling import NOT_RESOLVED, beta_verdict, tfail_verdict
 from legato.errors import LegatoError
+from legato.fileio import atomic_write_text
+from legato.stats.failures import FailureRecord, FailureTable, merge_tables, write_failure_table
+from legato.stats.scaling import NOT_RESOLVED, beta_verdict, tfail_verdict
 
 if TYPE_CHECKING:
-    from legato.analysis.study import Study
+    from legato.workflows.study import Study
 
 #: the paper's numbers (allegro-legato.md): Fig. 2, §4.3, Table 4
 PAPER = {
@@ -50,9 +50,9 @@ def _kind(label: str) -> str:
 # ----------------------------------------------------------------------------- scaling
 def scaling_outputs(study: Study) -> dict:
     """Fits and figures for Allegro and the chosen Legato (all sizes)."""
-    from legato.analysis.rho_search import ensemble_summary
-    from legato.analysis.study import model_label
-    from legato.analysis.tfail import parse_sizes, read_outliers, replication_name
+    from legato.workflows.rho_search import ensemble_summary
+    from legato.workflows.study import model_label
+    from legato.workflows.tfail import parse_sizes, read_outliers, replication_name
 
     cfg = study.cfg
     out = study.out / "scaling"
@@ -81,14 +81,14 @@ def scaling_outputs(study: Study) -> dict:
         w.writeheader()
         w.writerows(rows)
         fig1 = out / "fig1_outliers.csv"
-        _write_text(fig1, buf.getvalue(), overwrite=True)
+        atomic_write_text(fig1, buf.getvalue(), overwrite=True)
     a = cfg.analysis
     ensembles = [
         ensemble_summary(table.select(model=m, n_atoms=n), a.confidence)
         for m in table.models()
         for n in table.sizes(m)
     ]
-    from legato.analysis.plots import plot_outliers, plot_scaling, plot_survival
+    from legato.workflows.plots import plot_outliers, plot_scaling, plot_survival
 
     if fig1:
         sigma = cfg.tfail.outlier_sigma
@@ -122,7 +122,7 @@ def scaling_outputs(study: Study) -> dict:
     _run_scaling(study, out / "total_clock" / "failures_total.csv", out / "total_clock", "NVT+NVE steps")
     fits_total = json.loads((out / "total_clock" / "scaling_fits.json").read_text())
     # legato scaling labels its figures for tfail tables (NVE steps): redraw them on this clock
-    from legato.analysis.scaling import analyse_table
+    from legato.stats.scaling import analyse_table
 
     res_total = analyse_table(
         total, n_boot=a.n_boot, seed=a.seed, confidence=a.confidence, weibull_ci=a.weibull_ci
@@ -162,7 +162,7 @@ def _run_scaling(study: Study, table: Path, out: Path, clock: str) -> str:
     with contextlib.redirect_stdout(buf):
         scaling_cli.run(ns)
     report = buf.getvalue()
-    _write_text(out / "report.txt", report, overwrite=True)
+    atomic_write_text(out / "report.txt", report, overwrite=True)
     study.log(f"  -- clock: {clock} --")
     study.log(report.rstrip())
     return report
@@ -208,9 +208,9 @@ def _metrics(e: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
 
 def force_errors(study: Study) -> dict:
     """Test-set errors of every trained model with 95 % bootstrap CIs (frames resampled)."""
-    from legato.analysis.study import model_label, model_name
     from legato.data import read_frames
     from legato.models import load_model
+    from legato.workflows.study import model_label, model_name
 
     cfg = study.cfg
     frames = read_frames(study.data_dir / "test.extxyz")
@@ -244,7 +244,7 @@ def force_errors(study: Study) -> dict:
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    _write_text(study.out / "force_errors.csv", buf.getvalue(), overwrite=True)
+    atomic_write_text(study.out / "force_errors.csv", buf.getvalue(), overwrite=True)
     return {"rows": rows, "legato_over_allegro_rmse": float(ratio), "ratio_ci": [float(r_lo), float(r_hi)]}
 
 
@@ -283,7 +283,7 @@ def sharpness_job(
 
 
 def sharpness_jobs(study: Study) -> dict:
-    from legato.analysis.study import model_label, model_name, run_jobs
+    from legato.workflows.study import model_label, model_name, run_jobs
 
     cfg, s = study.cfg, study.cfg.sharpness
     rhos = study.models() if s.all_models else _main_models(study)
@@ -318,16 +318,16 @@ def sharpness_jobs(study: Study) -> dict:
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    _write_text(study.out / "sharpness.csv", buf.getvalue(), overwrite=True)
+    atomic_write_text(study.out / "sharpness.csv", buf.getvalue(), overwrite=True)
     return {"rows": rows}
 
 
 def landscape(study: Study) -> dict:
     """L(w + t·d) of Allegro and Legato along the same seeded random direction."""
-    from legato.analysis.study import model_label
     from legato.models import load_model
     from legato.train import landscape as ls
     from legato.train.evaluation import model_batches, model_loss_spec, select_frames
+    from legato.workflows.study import model_label
 
     c = study.cfg.landscape
     ts = np.linspace(-c.t_max, c.t_max, c.points)
@@ -380,7 +380,7 @@ def _beta(models: list[dict], label: str, method: str) -> tuple[float, list] | N
 def verdicts(study: Study) -> list[tuple[bool, str]]:
     """Time to failure per size and β by each fit, Legato against Allegro: (resolved in the
     paper's direction, one line with the numbers and the verdict)."""
-    from legato.analysis.study import model_label
+    from legato.workflows.study import model_label
 
     if not study.done("scaling") or not study.result("scaling")["ensembles"]:
         return []
@@ -425,7 +425,7 @@ def verdicts(study: Study) -> list[tuple[bool, str]]:
 def claims(study: Study) -> list[str]:
     """Plain statements of which of the paper's claims our numbers support, each computed
     from the numbers (sign and order of the estimates, overlap of their intervals)."""
-    from legato.analysis.study import model_label
+    from legato.workflows.study import model_label
 
     out = [text for _, text in verdicts(study)]
     la, ll = model_label(None), model_label(study.legato_rho())
@@ -479,7 +479,7 @@ def write_report(study: Study) -> dict:
         "",
     ]
     if "rho" in st:
-        from legato.analysis.rho_search import format_rho_markdown
+        from legato.workflows.rho_search import format_rho_markdown
 
         lines += [
             "## Table 1: SAM ρ vs t_failure at the base size",
@@ -569,8 +569,8 @@ def write_report(study: Study) -> dict:
     )
     lines += ["", "Figures: " + ", ".join(f"`{p}`" for p in pngs), ""]
     text = "\n".join(lines)
-    _write_text(study.out / "results.md", text, overwrite=True)
-    _write_text(
+    atomic_write_text(study.out / "results.md", text, overwrite=True)
+    atomic_write_text(
         study.out / "results.json",
         json.dumps(_finite(st), indent=1, default=_default, allow_nan=False) + "\n",
         overwrite=True,

@@ -34,16 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from legato.analysis.failures import FailureTable, merge_tables, read_failure_table
-from legato.analysis.failures import write_text_atomic as _write_text
-from legato.analysis.study_config import (
+from legato.errors import LegatoError
+from legato.fileio import atomic_save, atomic_write_text, ensure_writable_dir, move_aside
+from legato.stats.failures import FailureTable, merge_tables, read_failure_table
+from legato.workflows.study_config import (
     StudyConfig,
     dump_study_config,
     train_config,
     validate_study_config,
 )
-from legato.errors import LegatoError
-from legato.fileio import atomic_save, ensure_writable_dir, move_aside
 
 STAGES = ("data", "train", "rho", "tfail", "scaling", "errors", "sharpness", "landscape", "report")
 ALLEGRO = "allegro"
@@ -74,7 +73,7 @@ def model_label(rho: float | None) -> str:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    _write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n", overwrite=True)
+    atomic_write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n", overwrite=True)
 
 
 def _json_default(x: Any) -> Any:
@@ -245,9 +244,9 @@ def tfail_job(
     seed: int,
     checkpoint_every: int,
 ) -> list[dict]:
-    """One time-to-failure ensemble (see :func:`legato.analysis.tfail.run_ensemble`)."""
-    from legato.analysis.tfail import TfailProtocol, run_ensemble
+    """One time-to-failure ensemble (see :func:`legato.workflows.tfail.run_ensemble`)."""
     from legato.data import read_frames
+    from legato.workflows.tfail import TfailProtocol, run_ensemble
 
     base = read_frames(structure)[0]
     res = run_ensemble(
@@ -297,7 +296,7 @@ class Study:
             raise LegatoError(f"{self.out} exists and is not a study folder; choose another --out")
         ensure_writable_dir(self.out, "study folder")
         if not saved.exists():
-            _write_text(saved, text)
+            atomic_write_text(saved, text, overwrite=False)
         self.state: dict[str, Any] = (
             json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         )
@@ -462,7 +461,7 @@ class Study:
         return out
 
     def _tfail_jobs(self, rhos: list[float | None], sizes: list) -> list[tuple]:
-        from legato.analysis.tfail import parse_sizes, replication_name
+        from legato.workflows.tfail import parse_sizes, replication_name
 
         t = self.cfg.tfail
         n0 = self.result("data")["base_n_atoms"]
@@ -492,7 +491,7 @@ class Study:
 
     def table(self, rho: float | None, sizes: list | None = None) -> FailureTable:
         """The merged failure table of one model over ``sizes`` (default: all)."""
-        from legato.analysis.tfail import parse_sizes, replication_name
+        from legato.workflows.tfail import parse_sizes, replication_name
 
         tables = []
         for reps in parse_sizes(sizes or self.cfg.tfail.sizes):
@@ -502,8 +501,8 @@ class Study:
         return merge_tables(tables)
 
     def stage_rho(self, grid_only: bool = False) -> dict:
-        from legato.analysis.rho_search import plot_rho, rho_rows, write_rho_table
-        from legato.analysis.tfail import parse_sizes
+        from legato.workflows.rho_search import plot_rho, rho_rows, write_rho_table
+        from legato.workflows.tfail import parse_sizes
 
         cfg = self.cfg
         rhos = self.models(grid_only)
@@ -538,27 +537,27 @@ class Study:
         return {"batches": batches}
 
     def stage_scaling(self) -> dict:
-        from legato.analysis.study_report import scaling_outputs
+        from legato.workflows.study_report import scaling_outputs
 
         return scaling_outputs(self)
 
     def stage_errors(self) -> dict:
-        from legato.analysis.study_report import force_errors
+        from legato.workflows.study_report import force_errors
 
         return force_errors(self) if self.cfg.errors.enabled else {}
 
     def stage_sharpness(self) -> dict:
-        from legato.analysis.study_report import sharpness_jobs
+        from legato.workflows.study_report import sharpness_jobs
 
         return sharpness_jobs(self) if self.cfg.sharpness.enabled else {}
 
     def stage_landscape(self) -> dict:
-        from legato.analysis.study_report import landscape
+        from legato.workflows.study_report import landscape
 
         return landscape(self) if self.cfg.landscape.enabled else {}
 
     def stage_report(self) -> dict:
-        from legato.analysis.study_report import write_report
+        from legato.workflows.study_report import write_report
 
         return write_report(self)
 

@@ -1,7 +1,7 @@
 """SAM strength ρ versus time-to-failure at the base size (paper Table 1).
 
 One Legato (SAM) model is trained per ρ (``legato.train``), then every model runs the same
-seeded time-to-failure ensemble at the base size (``legato.analysis.tfail``). Each ρ is
+seeded time-to-failure ensemble at the base size (``legato.workflows.tfail``). Each ρ is
 scored by the mean t_failure with censored runs counted at the budget — which is the
 restricted mean survival time up to the budget (the Kaplan–Meier area), so the score is
 not biased by dropping censored runs — and by the Kaplan–Meier median with its CI. The best
@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from legato.analysis.failures import FailureTable, write_text_atomic
-from legato.analysis.survival import kaplan_meier
 from legato.errors import LegatoError
+from legato.fileio import atomic_write_text
+from legato.stats.failures import FailureTable
+from legato.stats.survival import kaplan_meier
 
 #: the paper's Table 1 (N = 432, NVE steps)
 PAPER_TABLE1 = {0.001: 4030, 0.0025: 6420, 0.005: 8480, 0.01: 4760, 0.025: 4210, 0.05: 3780}
@@ -123,9 +124,9 @@ def write_rho_table(
                 for k in ROW_COLUMNS
             }
         )
-    write_text_atomic(csv_path, buf.getvalue(), overwrite=True)
+    atomic_write_text(csv_path, buf.getvalue(), overwrite=True)
     if md_path is not None:
-        write_text_atomic(md_path, format_rho_markdown(rows), overwrite=True)
+        atomic_write_text(md_path, format_rho_markdown(rows), overwrite=True)
 
 
 def rho_figure(rows: list[dict], budget: int | None = None) -> Figure:
@@ -191,7 +192,7 @@ def rho_figure(rows: list[dict], budget: int | None = None) -> Figure:
 
 def plot_rho(rows: list[dict], path: str | os.PathLike, budget: int | None = None) -> Path:
     """Table 1's figure as a PNG (see :func:`rho_figure`); replaces ``path``."""
-    from legato.analysis.plots import _save
+    from legato.workflows.plots import _save
 
     return _save(rho_figure(rows, budget), path, overwrite=True)
 
@@ -201,10 +202,10 @@ def run_rho_search(
 ) -> list[dict]:
     """Train one SAM model per ρ and score each at the base size; returns the table rows.
 
-    ``config`` is a study config (:class:`legato.analysis.study_config.StudyConfig` or dict);
+    ``config`` is a study config (:class:`legato.workflows.study_config.StudyConfig` or dict);
     ``rhos`` replaces its ``rho_grid``."""
-    from legato.analysis.study import Study
-    from legato.analysis.study_config import StudyConfig, validate_study_config
+    from legato.workflows.study import Study
+    from legato.workflows.study_config import StudyConfig, validate_study_config
 
     cfg = config if isinstance(config, StudyConfig) else validate_study_config(config)
     if rhos is not None:

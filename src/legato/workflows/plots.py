@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from legato.analysis.failures import FailureTable
-from legato.analysis.scaling import ModelScaling
-from legato.analysis.survival import kaplan_meier
 from legato.errors import LegatoError
 from legato.fileio import atomic_save
+from legato.stats.failures import FailureTable
+from legato.stats.scaling import ModelScaling
+from legato.stats.survival import kaplan_meier
 
 _COLORS = [
     "#d62728",

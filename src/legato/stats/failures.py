@@ -192,21 +192,9 @@ def format_failure_table(table: FailureTable) -> str:
     return buf.getvalue()
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
-    """Write ``text`` to ``path`` atomically and durably (:func:`legato.fileio.atomic_write_text`).
-
-    Refuses to replace an existing file unless ``overwrite``.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise LegatoError(f"{path} exists; refusing to overwrite it")
-    atomic_write_text(path, text)
-    return path
-
-
 def write_failure_table(table: FailureTable, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a table as CSV (atomically; refuses to replace a file unless ``overwrite``)."""
-    return write_text_atomic(path, format_failure_table(table), overwrite=overwrite)
+    return atomic_write_text(path, format_failure_table(table), overwrite=overwrite)
 
 
 def _parse_int(value: str, name: str, where: str) -> int:

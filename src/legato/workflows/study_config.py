@@ -24,7 +24,7 @@ class _Strict(BaseModel):
 
 
 class TfailSection(_Strict):
-    """Time-to-failure protocol and ensemble sizes (see legato.analysis.tfail)."""
+    """Time-to-failure protocol and ensemble sizes (see legato.workflows.tfail)."""
 
     structure: str | None = None  # base box; default: a test-split MD frame near T
     structure_index: int = 0
@@ -50,7 +50,7 @@ class TfailSection(_Strict):
     @field_validator("sizes")
     @classmethod
     def _sizes(cls, value: list[int | str]) -> list[int | str]:
-        from legato.analysis.tfail import parse_sizes
+        from legato.workflows.tfail import parse_sizes
 
         try:
             parse_sizes(value)
@@ -60,7 +60,7 @@ class TfailSection(_Strict):
 
     @model_validator(mode="after")
     def _budgets(self) -> TfailSection:
-        from legato.analysis.tfail import parse_sizes
+        from legato.workflows.tfail import parse_sizes
 
         sizes = parse_sizes(self.sizes)
         for key, steps in self.max_steps_by_size.items():
@@ -76,7 +76,7 @@ class TfailSection(_Strict):
 
     def budget(self, reps: tuple[int, int, int]) -> int:
         """NVE step budget of one size."""
-        from legato.analysis.tfail import parse_sizes
+        from legato.workflows.tfail import parse_sizes
 
         for key, steps in self.max_steps_by_size.items():
             if parse_sizes([key])[0] == tuple(reps):
@@ -85,7 +85,7 @@ class TfailSection(_Strict):
 
     def protocol(self, reps: tuple[int, int, int] | None = None):
         """The MD protocol (of one size, whose NVE budget may differ)."""
-        from legato.analysis.tfail import TfailProtocol
+        from legato.workflows.tfail import TfailProtocol
 
         return TfailProtocol(
             temperature_K=self.temperature_K,
@@ -137,7 +137,7 @@ class LandscapeSection(_Strict):
 
 
 class AnalysisSection(_Strict):
-    """Scaling fits (legato.analysis.scaling) and figure choices."""
+    """Scaling fits (legato.stats.scaling) and figure choices."""
 
     n_boot: int = Field(2000, ge=10)
     confidence: float = Field(0.95, gt=0, lt=1)
