@@ -11,7 +11,7 @@ import pytest
 
 from legato.errors import LegatoError
 from legato.stats.scaling import NOT_RESOLVED, beta_verdict, tfail_verdict
-from legato.workflows.study import last_log_line, run_jobs
+from legato.workflows.jobs import last_log_line, run_jobs
 from legato.workflows.study_config import set_worker_threads, validate_study_config
 
 
@@ -118,7 +118,7 @@ def test_study_and_rho_search_and_demo_pass_threads_to_the_workers(monkeypatch, 
         raise LegatoError("stop")
 
     monkeypatch.setattr("legato.workflows.study.run_study", fake_run_study)
-    monkeypatch.setattr("legato.workflows.rho_search.run_rho_search", fake_rho)
+    monkeypatch.setattr("legato.workflows.study.run_rho_search", fake_rho)
     conf = Path(__file__).resolve().parents[1] / "configs" / "study_tiny.yaml"
     ns = dict(out=str(tmp_path / "o"), resume=False, workers=1, threads=3)
     with pytest.raises(LegatoError, match="stop"):

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from legato.workflows.rho_search import format_rho_markdown, run_rho_search
+    from legato.workflows.rho_search import format_rho_markdown
+    from legato.workflows.study import run_rho_search
 
     cfg = load_config_with_workers(args)
     rhos = None

@@ -21,7 +21,7 @@ EXAMPLES = """\
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from legato.workflows.study import STAGES
+    from legato.workflows.jobs import STAGES  # light: the help needs no torch
 
     parser.add_argument("config", help="study settings file (see configs/study.yaml and docs/study.md)")
     parser.add_argument("--out", required=True, metavar="DIR", help="study folder (results, models, logs)")

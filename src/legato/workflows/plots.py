@@ -43,8 +43,9 @@ _COLORS = [
 ]
 
 
-def _save(fig: Figure, path: str | os.PathLike, overwrite: bool) -> Path:
-    """Save a figure as PNG atomically (``legato.fileio.atomic_save``)."""
+def save_png(fig: Figure, path: str | os.PathLike, overwrite: bool) -> Path:
+    """Save a figure as a 150-dpi PNG atomically (``legato.fileio.atomic_save``); an existing
+    ``path`` is replaced only with ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise LegatoError(f"{path} exists; refusing to overwrite it")
@@ -177,7 +178,7 @@ def plot_scaling(
     clock: str | None = None,
 ) -> Path:
     """Fig. 2 as a PNG (see :func:`scaling_figure`)."""
-    return _save(scaling_figure(results, title, clock), path, overwrite)
+    return save_png(scaling_figure(results, title, clock), path, overwrite)
 
 
 def plot_survival(
@@ -230,7 +231,7 @@ def plot_survival(
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path, overwrite)
+    return save_png(fig, path, overwrite)
 
 
 def read_outlier_csv(path: str | os.PathLike) -> dict[tuple[str, str], tuple[np.ndarray, ...]]:
@@ -312,4 +313,4 @@ def plot_outliers(
     nvt_steps: int | None = None,
 ) -> Path:
     """Fig. 1 from an outlier CSV as a PNG (see :func:`outliers_figure`)."""
-    return _save(outliers_figure(read_outlier_csv(csv_path), sigma, nvt_steps), path, overwrite)
+    return save_png(outliers_figure(read_outlier_csv(csv_path), sigma, nvt_steps), path, overwrite)

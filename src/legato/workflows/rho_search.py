@@ -5,12 +5,16 @@ seeded time-to-failure ensemble at the base size (``legato.workflows.tfail``). E
 scored by the mean t_failure with censored runs counted at the budget — which is the
 restricted mean survival time up to the budget (the Kaplan–Meier area), so the score is
 not biased by dropping censored runs — and by the Kaplan–Meier median with its CI. The best
-ρ is the one with the largest mean, as in the paper. Resumable: trained models and finished
-ensembles are reused (``legato rho-search CONFIG.yaml --rho ... --out DIR --resume``).
+ρ is the one with the largest mean, as in the paper.
+
+This module holds the Table-1 rows, their formatting and figure; the search itself (training
+and ensembles, resumable) is :func:`legato.workflows.study.run_rho_search`
+(``legato rho-search CONFIG.yaml --rho ... --out DIR --resume``).
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import os
@@ -23,6 +27,7 @@ from legato.errors import LegatoError
 from legato.fileio import atomic_write_text
 from legato.stats.failures import FailureTable
 from legato.stats.survival import kaplan_meier
+from legato.workflows.plots import save_png
 
 #: the paper's Table 1 (N = 432, NVE steps)
 PAPER_TABLE1 = {0.001: 4030, 0.0025: 6420, 0.005: 8480, 0.01: 4760, 0.025: 4210, 0.05: 3780}
@@ -112,8 +117,6 @@ def write_rho_table(
     rows: list[dict], csv_path: str | os.PathLike, md_path: str | os.PathLike | None = None
 ) -> None:
     """CSV (one row per model) and, optionally, the markdown table (replaced if present)."""
-    import csv
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(ROW_COLUMNS), lineterminator="\n")
     w.writeheader()
@@ -192,27 +195,4 @@ def rho_figure(rows: list[dict], budget: int | None = None) -> Figure:
 
 def plot_rho(rows: list[dict], path: str | os.PathLike, budget: int | None = None) -> Path:
     """Table 1's figure as a PNG (see :func:`rho_figure`); replaces ``path``."""
-    from legato.workflows.plots import _save
-
-    return _save(rho_figure(rows, budget), path, overwrite=True)
-
-
-def run_rho_search(
-    config, out: str | os.PathLike, rhos: list[float] | None = None, resume: bool = False, log=print
-) -> list[dict]:
-    """Train one SAM model per ρ and score each at the base size; returns the table rows.
-
-    ``config`` is a study config (:class:`legato.workflows.study_config.StudyConfig` or dict);
-    ``rhos`` replaces its ``rho_grid``."""
-    from legato.workflows.study import Study
-    from legato.workflows.study_config import StudyConfig, validate_study_config
-
-    cfg = config if isinstance(config, StudyConfig) else validate_study_config(config)
-    if rhos is not None:
-        cfg = cfg.model_copy(update={"rho_grid": [float(r) for r in rhos]})
-        cfg = validate_study_config(cfg.model_dump(mode="json"))
-    if not cfg.rho_grid:
-        raise LegatoError("no rho values to search")
-    study = Study(cfg, out, resume=resume, log=log)
-    study.run(("data", "train", "rho"), grid_only=True)
-    return study.result("rho_grid")["rows"]
+    return save_png(rho_figure(rows, budget), path, overwrite=True)

@@ -6,50 +6,76 @@ stages, and interrupted training runs and MD batches continue from their checkpo
 ``data``      split the frames into train+validation and test files, pick the base box;
 ``train``     Allegro (Adam) and one Legato (SAM) model per rho of the grid (``legato.train``);
 ``rho``       time-to-failure of every model at the base size, Table 1, best rho;
-``tfail``     ensembles of Allegro and the chosen Legato at every size (``analysis.tfail``);
-``scaling``   fits of t_failure = α·N^(−β) and Figs. 1, 2 and survival curves (``legato scaling``);
+``tfail``     ensembles of Allegro and the chosen Legato at every size (``legato.workflows.tfail``);
+``scaling``   fits of t_failure = α·N^(−β) and Figs. 1, 2 and survival curves (``workflows.scaling``);
 ``errors``    energy / force errors on the test frames with bootstrap CIs (paper §4.3);
 ``sharpness`` sharpness around each model (Table 4, ``legato.train.sharpness``);
 ``landscape`` loss along one random direction (Fig. 5, ``legato.train.landscape``);
 ``report``    ``results.json`` and ``results.md`` (our numbers next to the paper's).
 
-Independent jobs (trainings, MD ensembles) run in ``workers`` processes; their output goes
-to ``OUT/logs/<job>.log``, and while they run the last line each one wrote is shown every
-``PROGRESS_EVERY_S`` seconds.
+Independent jobs (trainings, MD ensembles) run in ``workers`` processes
+(:func:`legato.workflows.jobs.run_jobs`); their output goes to ``OUT/logs/<job>.log``, and
+while they run the last line each one wrote is shown every ``PROGRESS_EVERY_S`` seconds.
+The analysis stages are :mod:`legato.workflows.study_report`; :func:`run_rho_search` runs
+the first three stages over a ρ grid alone (Table 1, :mod:`legato.workflows.rho_search`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
-import threading
+import os
 import time
-import traceback
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from legato.errors import LegatoError
-from legato.fileio import atomic_save, atomic_write_text, ensure_writable_dir, move_aside
+from legato.fileio import atomic_save, atomic_write_text, ensure_writable_dir
 from legato.stats.failures import FailureTable, merge_tables, read_failure_table
+from legato.workflows.jobs import (
+    ALLEGRO,
+    PROGRESS_EVERY_S,
+    STAGES,
+    model_label,
+    model_name,
+    run_jobs,
+    train_job,
+)
+from legato.workflows.rho_search import plot_rho, rho_rows, write_rho_table
 from legato.workflows.study_config import (
     StudyConfig,
     dump_study_config,
     train_config,
     validate_study_config,
 )
+from legato.workflows.study_report import (
+    force_errors,
+    landscape,
+    scaling_outputs,
+    sharpness_jobs,
+    write_report,
+)
+from legato.workflows.tfail import TfailProtocol, parse_sizes, replication_name, run_ensemble
 
-STAGES = ("data", "train", "rho", "tfail", "scaling", "errors", "sharpness", "landscape", "report")
-ALLEGRO = "allegro"
+__all__ = [
+    "ALLEGRO",
+    "PROGRESS_EVERY_S",
+    "STAGES",
+    "Study",
+    "model_label",
+    "model_name",
+    "run_jobs",
+    "run_rho_search",
+    "run_study",
+    "tfail_job",
+    "train_job",
+]
+
 #: config keys that may change between a run and its resumption (they do not change results)
 RUNTIME_KEYS = ("workers", "threads_per_worker")
-#: seconds between progress lines while jobs run
-PROGRESS_EVERY_S = 20.0
 #: what each stage does, as announced when it starts
 STAGE_TITLES = {
     "data": "split the frames into training and test files, pick the base box",
@@ -62,14 +88,6 @@ STAGE_TITLES = {
     "landscape": "loss along a random direction",
     "report": "write results.md and results.json",
 }
-
-
-def model_name(rho: float | None) -> str:
-    return ALLEGRO if rho is None else f"legato_rho{rho:g}"
-
-
-def model_label(rho: float | None) -> str:
-    return "Allegro" if rho is None else f"Legato rho={rho:g}"
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -85,154 +103,6 @@ def _json_default(x: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- jobs
-def _logged(fn: Callable[..., Any], kwargs: dict, log_path: str, threads: int) -> Any:
-    """Run ``fn(**kwargs)`` with stdout/stderr going to ``log_path`` (in a worker)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with (
-        open(log_path, "a", encoding="utf-8", buffering=1) as fh,  # line-buffered: live logs
-        contextlib.redirect_stdout(fh),
-        contextlib.redirect_stderr(fh),
-    ):
-        try:
-            return fn(**kwargs)
-        except BaseException:
-            traceback.print_exc()
-            raise
-
-
-def last_log_line(path: Path, width: int = 90) -> str:
-    """The last non-empty line (or progress-bar update) of a log file, shortened to ``width``."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 4096))
-            tail = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    parts = [p.strip() for p in tail.replace("\r", "\n").split("\n") if p.strip()]
-    line = " ".join(parts[-1].split()) if parts else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
-class _Progress:
-    """A thread that, every ``every`` seconds, reports what each running job last logged."""
-
-    def __init__(self, log: Callable[[str], None], log_dir: Path, total: int, every: float) -> None:
-        stream = sys.stdout  # captured before a job in this process redirects stdout to its log
-        self.emit = (lambda m: print(m, file=stream, flush=True)) if log is print else log
-        self.log_dir, self.total, self.every = log_dir, total, every
-        self.running: list[str] = []
-        self.finished = 0
-        self.t0 = time.perf_counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> _Progress:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            elapsed = time.perf_counter() - self.t0
-            for name in list(self.running):
-                last = last_log_line(self.log_dir / f"{name}.log") or "(started, nothing logged yet)"
-                self.emit(f"  {elapsed:4.0f} s, {self.finished}/{self.total} done | {name}: {last}")
-
-
-def run_jobs(
-    jobs: list[tuple[str, Callable[..., Any], dict]],
-    workers: int,
-    threads: int,
-    log_dir: Path,
-    log: Callable[[str], None] = print,
-    every: float | None = None,
-) -> dict[str, Any]:
-    """Run named jobs, ``workers`` at a time (in spawned processes if more than one).
-
-    Each job's output goes to ``log_dir/<name>.log``; every ``every`` seconds (default
-    :data:`PROGRESS_EVERY_S`) the last line of each running job's log is reported through
-    ``log``. All jobs run to the end even if one fails; then the first error is raised."""
-    results: dict[str, Any] = {}
-    errors: list[tuple[str, BaseException]] = []
-    if not jobs:
-        return results
-    t0 = time.perf_counter()
-    n_proc = 1 if workers <= 1 or len(jobs) == 1 else min(workers, len(jobs))
-    log(
-        f"  {len(jobs)} job(s) in {n_proc} process(es) of {threads} thread(s); "
-        f"per-job logs: {log_dir}/<job>.log"
-    )
-    progress = _Progress(log, log_dir, len(jobs), PROGRESS_EVERY_S if every is None else every)
-
-    def finished(name: str, exc: BaseException | None) -> None:
-        progress.finished += 1
-        if exc is None:
-            log(f"  done: {name} ({time.perf_counter() - t0:.0f} s) [{progress.finished}/{len(jobs)}]")
-        else:
-            errors.append((name, exc))
-            log(f"  FAILED: {name} ({type(exc).__name__}); see {log_dir / (name + '.log')}")
-
-    with progress:
-        if n_proc == 1:
-            for name, fn, kw in jobs:
-                progress.running = [name]
-                try:
-                    results[name] = _logged(fn, kw, str(log_dir / f"{name}.log"), threads)
-                except Exception as exc:  # noqa: BLE001 — reported after the other jobs
-                    finished(name, exc)
-                else:
-                    finished(name, None)
-            progress.running = []
-        else:
-            with ProcessPoolExecutor(max_workers=n_proc, mp_context=get_context("spawn")) as pool:
-                futures = {
-                    pool.submit(_logged, fn, kw, str(log_dir / f"{name}.log"), threads): name
-                    for name, fn, kw in jobs
-                }
-                pending = set(futures)
-                while pending:
-                    progress.running = [futures[f] for f in futures if f.running()]
-                    done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        try:
-                            results[futures[fut]] = fut.result()
-                        except Exception as exc:  # noqa: BLE001
-                            finished(futures[fut], exc)
-                        else:
-                            finished(futures[fut], None)
-    if errors:
-        name, exc = errors[0]
-        if isinstance(exc, LegatoError):
-            raise LegatoError(f"job {name}: {exc}")
-        raise LegatoError(
-            f"job {name} failed ({type(exc).__name__}: {exc}); see {log_dir / (name + '.log')}"
-        ) from exc
-    return results
-
-
-def train_job(config: dict) -> dict:
-    """Train one model (or continue / skip a run already in its folder)."""
-    from legato.train.config import parse_config
-    from legato.train.trainer import Trainer
-
-    run_dir = Path(config["run_dir"])
-    if (run_dir / "summary.json").is_file() and (run_dir / "best_model.pt").is_file():
-        return json.loads((run_dir / "summary.json").read_text())
-    if (run_dir / "checkpoint.pt").is_file():
-        return Trainer.resume(run_dir).fit()
-    if run_dir.exists() and any(run_dir.iterdir()):  # killed in its first epoch
-        moved = move_aside(run_dir, "aborted")
-        print(f"{run_dir} held an unfinished run with no checkpoint; moved it to {moved}")
-    return Trainer.create(parse_config(config)).fit()
-
-
 def tfail_job(
     model: str,
     structure: str,
@@ -246,7 +116,6 @@ def tfail_job(
 ) -> list[dict]:
     """One time-to-failure ensemble (see :func:`legato.workflows.tfail.run_ensemble`)."""
     from legato.data import read_frames
-    from legato.workflows.tfail import TfailProtocol, run_ensemble
 
     base = read_frames(structure)[0]
     res = run_ensemble(
@@ -281,8 +150,6 @@ class Study:
                 raise LegatoError(
                     f"{self.out} already holds a study; continue it with --resume or choose another --out"
                 )
-            import yaml
-
             old, new = yaml.safe_load(saved.read_text()), yaml.safe_load(text)
             diff = sorted(
                 k for k in set(old) | set(new) if k not in RUNTIME_KEYS and old.get(k) != new.get(k)
@@ -461,8 +328,6 @@ class Study:
         return out
 
     def _tfail_jobs(self, rhos: list[float | None], sizes: list) -> list[tuple]:
-        from legato.workflows.tfail import parse_sizes, replication_name
-
         t = self.cfg.tfail
         n0 = self.result("data")["base_n_atoms"]
         jobs = []
@@ -491,8 +356,6 @@ class Study:
 
     def table(self, rho: float | None, sizes: list | None = None) -> FailureTable:
         """The merged failure table of one model over ``sizes`` (default: all)."""
-        from legato.workflows.tfail import parse_sizes, replication_name
-
         tables = []
         for reps in parse_sizes(sizes or self.cfg.tfail.sizes):
             p = self.tfail_dir(rho, replication_name(reps)) / "failures.csv"
@@ -501,9 +364,6 @@ class Study:
         return merge_tables(tables)
 
     def stage_rho(self, grid_only: bool = False) -> dict:
-        from legato.workflows.rho_search import plot_rho, rho_rows, write_rho_table
-        from legato.workflows.tfail import parse_sizes
-
         cfg = self.cfg
         rhos = self.models(grid_only)
         base = cfg.tfail.sizes[0]
@@ -537,28 +397,18 @@ class Study:
         return {"batches": batches}
 
     def stage_scaling(self) -> dict:
-        from legato.workflows.study_report import scaling_outputs
-
         return scaling_outputs(self)
 
     def stage_errors(self) -> dict:
-        from legato.workflows.study_report import force_errors
-
         return force_errors(self) if self.cfg.errors.enabled else {}
 
     def stage_sharpness(self) -> dict:
-        from legato.workflows.study_report import sharpness_jobs
-
         return sharpness_jobs(self) if self.cfg.sharpness.enabled else {}
 
     def stage_landscape(self) -> dict:
-        from legato.workflows.study_report import landscape
-
         return landscape(self) if self.cfg.landscape.enabled else {}
 
     def stage_report(self) -> dict:
-        from legato.workflows.study_report import write_report
-
         return write_report(self)
 
 
@@ -574,3 +424,26 @@ def run_study(
     study = Study(cfg, out, resume=resume, log=log)
     study.run(stages)
     return study
+
+
+def run_rho_search(
+    config: StudyConfig | dict,
+    out: str | os.PathLike,
+    rhos: list[float] | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Train one SAM model per ρ and score each at the base size (paper Table 1, written by
+    :mod:`legato.workflows.rho_search`); returns the table rows.
+
+    ``config`` is a study config (:class:`StudyConfig` or dict); ``rhos`` replaces its
+    ``rho_grid``. Finished models and ensembles in ``out`` are reused with ``resume``."""
+    cfg = config if isinstance(config, StudyConfig) else validate_study_config(config)
+    if rhos is not None:
+        cfg = cfg.model_copy(update={"rho_grid": [float(r) for r in rhos]})
+        cfg = validate_study_config(cfg.model_dump(mode="json"))
+    if not cfg.rho_grid:
+        raise LegatoError("no rho values to search")
+    study = Study(cfg, out, resume=resume, log=log)
+    study.run(("data", "train", "rho"), grid_only=True)
+    return study.result("rho_grid")["rows"]

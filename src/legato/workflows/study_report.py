@@ -1,7 +1,7 @@
 """Analysis stages of the robustness study and its report (used by legato.workflows.study).
 
 - :func:`scaling_outputs` — merged failure tables, the scaling fits and Figs. 1, 2 and the
-  survival curves via ``legato scaling``;
+  survival curves (:func:`legato.workflows.scaling.run_scaling`);
 - :func:`force_errors` — energy / force errors on the test frames, with percentile-bootstrap
   CIs over frames and the paired Legato/Allegro force-RMSE ratio;
 - :func:`sharpness_jobs`, :func:`landscape` — ``legato.train.sharpness`` / ``landscape``;
@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import csv
 import io
 import json
@@ -25,6 +23,11 @@ from legato.errors import LegatoError
 from legato.fileio import atomic_write_text
 from legato.stats.failures import FailureRecord, FailureTable, merge_tables, write_failure_table
 from legato.stats.scaling import NOT_RESOLVED, beta_verdict, tfail_verdict
+from legato.workflows.jobs import model_label, model_name, run_jobs
+from legato.workflows.plots import plot_outliers, plot_survival
+from legato.workflows.rho_search import ensemble_summary, format_rho_markdown
+from legato.workflows.scaling import ScalingReport, run_scaling
+from legato.workflows.tfail import parse_sizes, read_outliers, replication_name
 
 if TYPE_CHECKING:
     from legato.workflows.study import Study
@@ -50,10 +53,6 @@ def _kind(label: str) -> str:
 # ----------------------------------------------------------------------------- scaling
 def scaling_outputs(study: Study) -> dict:
     """Fits and figures for Allegro and the chosen Legato (all sizes)."""
-    from legato.workflows.rho_search import ensemble_summary
-    from legato.workflows.study import model_label
-    from legato.workflows.tfail import parse_sizes, read_outliers, replication_name
-
     cfg = study.cfg
     out = study.out / "scaling"
     out.mkdir(parents=True, exist_ok=True)
@@ -88,8 +87,6 @@ def scaling_outputs(study: Study) -> dict:
         for m in table.models()
         for n in table.sizes(m)
     ]
-    from legato.workflows.plots import plot_outliers, plot_scaling, plot_survival
-
     if fig1:
         sigma = cfg.tfail.outlier_sigma
         plot_outliers(fig1, out / "fig1_outliers.png", sigma, overwrite=True, nvt_steps=cfg.tfail.nvt_steps)
@@ -98,8 +95,7 @@ def scaling_outputs(study: Study) -> dict:
         plot_survival(table, out / "survival.png", confidence=a.confidence, overwrite=True)
         study.log(f"  {note}")
         return {"nvt_failures_excluded": nvt, "models": [], "ensembles": ensembles, "report": note}
-    report = _run_scaling(study, out / "failures_fit.csv", out, "NVE steps; runs that failed in NVT left out")
-    fits = json.loads((out / "scaling_fits.json").read_text())
+    rep = _run_scaling(study, out / "failures_fit.csv", out, "NVE steps; runs that failed in NVT left out")
     # the same fits on the clock of the whole run (NVT + NVE steps): no run is left out
     total = FailureTable(
         [
@@ -119,53 +115,39 @@ def scaling_outputs(study: Study) -> dict:
     )
     (out / "total_clock").mkdir(exist_ok=True)
     write_failure_table(total, out / "total_clock" / "failures_total.csv", overwrite=True)
-    _run_scaling(study, out / "total_clock" / "failures_total.csv", out / "total_clock", "NVT+NVE steps")
-    fits_total = json.loads((out / "total_clock" / "scaling_fits.json").read_text())
-    # legato scaling labels its figures for tfail tables (NVE steps): redraw them on this clock
-    from legato.stats.scaling import analyse_table
-
-    res_total = analyse_table(
-        total, n_boot=a.n_boot, seed=a.seed, confidence=a.confidence, weibull_ci=a.weibull_ci
-    )
-    clock = "NVT+NVE steps"
-    plot_scaling(res_total, out / "total_clock" / "fig2_scaling.png", overwrite=True, clock=clock)
-    plot_survival(
-        total, out / "total_clock" / "survival.png", confidence=a.confidence, overwrite=True, clock=clock
+    # figures labelled with this clock (tfail tables count NVE steps)
+    rep_total = _run_scaling(
+        study, out / "total_clock" / "failures_total.csv", out / "total_clock", "NVT+NVE steps", relabel=True
     )
     return {
         "nvt_failures_excluded": nvt,
-        "models": fits["models"],
-        "models_total_clock": fits_total["models"],
+        "models": rep.doc["models"],
+        "models_total_clock": rep_total.doc["models"],
         "ensembles": ensembles,
-        "report": report,
+        "report": rep.printed,
     }
 
 
-def _run_scaling(study: Study, table: Path, out: Path, clock: str) -> str:
-    """``legato scaling`` on one table; returns its printed report (also report.txt), which
-    is logged under a line naming its clock."""
-    from legato.cli import scaling as scaling_cli
-
+def _run_scaling(study: Study, table: Path, out: Path, clock: str, relabel: bool = False) -> ScalingReport:
+    """:func:`run_scaling` on one table with the study's analysis settings; its report (the
+    text of ``legato scaling``) goes to ``out/report.txt`` and the log, under a line naming
+    its clock. With ``relabel`` the figures' time axes name ``clock``."""
     a = study.cfg.analysis
-    ns = argparse.Namespace(
-        tables=[str(table)],
-        out=str(out),
-        time="steps",
+    rep = run_scaling(
+        [table],
+        out,
         confidence=a.confidence,
         n_boot=a.n_boot,
         seed=a.seed,
         weibull_ci=a.weibull_ci,
         outliers=None,  # Fig. 1 is drawn by scaling_outputs (it marks the switch to NVE)
         overwrite=True,
+        clock=clock if relabel else None,
     )
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        scaling_cli.run(ns)
-    report = buf.getvalue()
-    atomic_write_text(out / "report.txt", report, overwrite=True)
+    atomic_write_text(out / "report.txt", rep.printed, overwrite=True)
     study.log(f"  -- clock: {clock} --")
-    study.log(report.rstrip())
-    return report
+    study.log(rep.printed.rstrip())
+    return rep
 
 
 # ----------------------------------------------------------------------------- errors
@@ -210,7 +192,6 @@ def force_errors(study: Study) -> dict:
     """Test-set errors of every trained model with 95 % bootstrap CIs (frames resampled)."""
     from legato.data import read_frames
     from legato.models import load_model
-    from legato.workflows.study import model_label, model_name
 
     cfg = study.cfg
     frames = read_frames(study.data_dir / "test.extxyz")
@@ -283,8 +264,6 @@ def sharpness_job(
 
 
 def sharpness_jobs(study: Study) -> dict:
-    from legato.workflows.study import model_label, model_name, run_jobs
-
     cfg, s = study.cfg, study.cfg.sharpness
     rhos = study.models() if s.all_models else _main_models(study)
     jobs = [
@@ -327,7 +306,6 @@ def landscape(study: Study) -> dict:
     from legato.models import load_model
     from legato.train import landscape as ls
     from legato.train.evaluation import model_batches, model_loss_spec, select_frames
-    from legato.workflows.study import model_label
 
     c = study.cfg.landscape
     ts = np.linspace(-c.t_max, c.t_max, c.points)
@@ -380,7 +358,6 @@ def _beta(models: list[dict], label: str, method: str) -> tuple[float, list] | N
 def verdicts(study: Study) -> list[tuple[bool, str]]:
     """Time to failure per size and β by each fit, Legato against Allegro: (resolved in the
     paper's direction, one line with the numbers and the verdict)."""
-    from legato.workflows.study import model_label
 
     if not study.done("scaling") or not study.result("scaling")["ensembles"]:
         return []
@@ -425,7 +402,6 @@ def verdicts(study: Study) -> list[tuple[bool, str]]:
 def claims(study: Study) -> list[str]:
     """Plain statements of which of the paper's claims our numbers support, each computed
     from the numbers (sign and order of the estimates, overlap of their intervals)."""
-    from legato.workflows.study import model_label
 
     out = [text for _, text in verdicts(study)]
     la, ll = model_label(None), model_label(study.legato_rho())
@@ -479,8 +455,6 @@ def write_report(study: Study) -> dict:
         "",
     ]
     if "rho" in st:
-        from legato.workflows.rho_search import format_rho_markdown
-
         lines += [
             "## Table 1: SAM ρ vs t_failure at the base size",
             "",
