@@ -358,6 +358,43 @@ def test_cli_scaling_end_to_end(tmp_path, capsys):
     assert rc == 2 and err.count("\n") == 1 and "exists" in err
 
 
+def test_run_scaling_is_the_cli_without_printing(tmp_path, capsys):
+    from legato.workflows.scaling import OUTPUTS, run_scaling
+
+    p1, p2, _ = _write_study(tmp_path)
+    rep = run_scaling([p1, p2], tmp_path / "lib", n_boot=50)
+    assert capsys.readouterr().out == ""
+    assert [p.name for p in rep.paths] == list(OUTPUTS) and all(p.is_file() for p in rep.paths)
+    assert {r.model for r in rep.results} == {"Allegro", "Allegro-Legato"}
+    assert rep.doc == json.loads((tmp_path / "lib" / "scaling_fits.json").read_text())
+    assert rep.printed == f"{rep.text}\nwrote {', '.join(OUTPUTS)} to {tmp_path / 'lib'}\n"
+    main(["scaling", str(p1), str(p2), "--out", str(tmp_path / "cli"), "--n-boot", "50"])
+    assert capsys.readouterr().out == rep.printed.replace(str(tmp_path / "lib"), str(tmp_path / "cli"))
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"confidence": 1.0}, "confidence"),
+        ({"n_boot": 1}, "n-boot"),
+        ({"time_unit": "ps"}, "time unit"),
+        ({"weibull_ci": "exact"}, "weibull_ci"),
+        ({"outliers": "missing.csv"}, "not found"),
+    ],
+)
+def test_run_scaling_checks_inputs_before_writing(tmp_path, kw, match):
+    from legato.workflows.scaling import run_scaling
+
+    p1, _, _ = _write_study(tmp_path)
+    if "outliers" in kw:
+        kw = {"outliers": tmp_path / kw["outliers"]}
+    with pytest.raises(LegatoError, match=match):
+        run_scaling([p1], tmp_path / "o", **kw)
+    with pytest.raises(LegatoError, match="no failure tables"):
+        run_scaling([], tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("content", [None, "not,a,table\n1,2,3\n", "\x00\xff\xfe"])
 def test_cli_bad_file_one_error_line(tmp_path, capsys, content):
     path = tmp_path / "bad.csv"
