@@ -2,9 +2,11 @@
 
 For every size (replication k of the base box, or AxBxC) runs ``--instances`` seeded
 instances in one MD batch: Maxwell–Boltzmann velocities at T, ``--nvt-steps`` of
-Nosé–Hoover NVT, then NVE until failure or ``--max-steps`` NVE steps. Writes
-``failures.csv`` (t_failure in NVE steps and fs, reason, censored) and ``outliers.csv``
-into ``--out``; rerunning continues where it stopped. See docs/study.md.
+Nosé–Hoover NVT, then the ``--production`` stage (NVE, or NVT) until failure or
+``--max-steps`` production steps. Writes ``failures.csv`` (t_failure in production steps
+and fs, reason, censored) and ``outliers.csv`` into ``--out``; rerunning continues where
+it stopped. The protocol flags are made from :class:`legato.workflows.protocol.TfailProtocol`
+(one flag per field). See docs/study.md.
 """
 
 from __future__ import annotations
@@ -40,67 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--instances", type=int, default=10, metavar="N", help="instances (seeds) per size")
     parser.add_argument("--seed", type=int, default=0, help="the instances' seeds are SEED, SEED+1, ...")
-    parser.add_argument("--temperature-K", type=float, default=200.0, metavar="T", help="temperature in K")
-    parser.add_argument("--timestep-fs", type=float, default=2.5, metavar="DT", help="MD time step in fs")
-    parser.add_argument(
-        "--nvt-steps", type=int, default=1000, metavar="N", help="Nosé–Hoover NVT steps before the NVE stage"
-    )
-    parser.add_argument(
-        "--thermostat-tau-fs",
-        type=float,
-        default=None,
-        metavar="TAU",
-        help="Nosé–Hoover time constant in fs (default: 100 time steps, as the paper's LAMMPS input)",
-    )
-    parser.add_argument(
-        "--max-steps",
-        type=int,
-        default=10000,
-        metavar="N",
-        help="NVE step budget; instances alive after it are recorded as censored",
-    )
-    parser.add_argument(
-        "--perturb-A",
-        type=float,
-        default=0.01,
-        metavar="SIGMA",
-        help="Gaussian displacement of every coordinate of the base box, in Å",
-    )
-    parser.add_argument(
-        "--check-every",
-        type=int,
-        default=10,
-        metavar="N",
-        help="steps between failure checks (as the paper's code)",
-    )
-    parser.add_argument(
-        "--temperature-window-K",
-        default="auto",
-        metavar="LO,HI",
-        help="an instance fails when its temperature leaves LO,HI (in K); auto is [T/2, 3T/2], none disables",
-    )
-    parser.add_argument(
-        "--min-distance-A",
-        type=float,
-        default=0.5,
-        metavar="D",
-        help="an instance fails when two atoms come closer than D Å; 0 disables",
-    )
-    parser.add_argument(
-        "--max-force-outliers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="an instance fails when more than N atoms have a force beyond --outlier-sigma σ "
-        "(default: outliers are counted, not a failure)",
-    )
-    parser.add_argument(
-        "--outlier-sigma",
-        type=float,
-        default=5.0,
-        metavar="K",
-        help="a force component beyond K σ is an outlier (σ: spread of the training forces)",
-    )
     parser.add_argument(
         "--force-sigma-eV-A",
         type=float,
@@ -118,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-every", type=int, default=500, metavar="N", help="steps between MD checkpoints"
     )
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_protocol_arguments(parser)
     parser.add_argument(
         "--engine",
         choices=("python", "lammps"),
@@ -130,15 +72,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_window(text: str) -> tuple[float, float] | str | None:
-    t = text.strip().lower()
-    if t in ("auto", "none"):
-        return None if t == "none" else "auto"
+def flag(name: str) -> str:
+    """The command-line flag of a protocol field: ``temperature_K`` → ``--temperature-K``."""
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~legato.workflows.protocol.TfailProtocol` field (its default and
+    description); values are checked by the protocol itself."""
+    from legato.workflows.protocol import TfailProtocol
+
+    group = parser.add_argument_group("MD protocol (the study config's tfail keys)")
+    for name, field in TfailProtocol.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        help_text = f"{field.description} (default: {_shown(field.default)})"
+        group.add_argument(
+            flag(name), dest=name, default=field.default, metavar=extra.get("metavar"), help=help_text
+        )
+
+
+def _number(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _takes_dict(annotation: object) -> bool:
+    from typing import get_args, get_origin
+
+    return get_origin(annotation) is dict or any(_takes_dict(a) for a in get_args(annotation))
+
+
+def cli_value(name: str, value: object) -> object:
+    """A protocol flag's text as a config value: ``none`` → None, ``PAIR=D,...`` → a dict,
+    ``A,B`` → a list, numbers → numbers; anything else is left to the protocol's checks."""
+    if not isinstance(value, str):
+        return value  # the field's default
+    text = value.strip()
+    if text.lower() in ("none", "null"):
+        return None
+    from legato.workflows.protocol import TfailProtocol
+
+    if _takes_dict(TfailProtocol.model_fields[name].annotation):
+        pairs = [item.partition("=") for item in text.split(",")]
+        if any(not key.strip() or not eq for key, eq, _ in pairs):
+            raise LegatoError(
+                f"{flag(name)} must be PAIR=D items joined by ',' (e.g. H-H=1.0); got {value!r}"
+            )
+        return {key.strip(): _number(d.strip()) for key, _, d in pairs}
+    if "," in text:
+        return [_number(x.strip()) for x in text.split(",")]
+    return _number(text)
+
+
+def protocol_from_args(args: argparse.Namespace):
+    """The :class:`TfailProtocol` of the command line; a bad value is one LegatoError line
+    naming its flag, with the protocol's own message."""
+    from pydantic import ValidationError
+
+    from legato.config_file import config_error
+    from legato.workflows.protocol import TfailProtocol
+
+    values = {name: cli_value(name, getattr(args, name)) for name in TfailProtocol.model_fields}
     try:
-        lo, hi = (float(x) for x in t.split(","))
-    except ValueError:
-        raise LegatoError(f"--temperature-window-K must be LO,HI, auto or none; got {text!r}") from None
-    return (lo, hi)
+        return TfailProtocol(**values)
+    except LegatoError as err:
+        exc = err.__cause__
+        if not isinstance(exc, ValidationError):
+            raise
+        loc = exc.errors()[0]["loc"]
+        raise config_error(exc, TfailProtocol, flag(str(loc[0])) if loc else "legato tfail") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,21 +160,9 @@ def run(args: argparse.Namespace) -> int:
 
     from legato.data import read_frames
     from legato.models import load_model
-    from legato.workflows.tfail import TfailProtocol, run_ensemble
+    from legato.workflows.tfail import run_ensemble
 
-    protocol = TfailProtocol(
-        temperature_K=args.temperature_K,
-        timestep_fs=args.timestep_fs,
-        nvt_steps=args.nvt_steps,
-        thermostat_tau_fs=args.thermostat_tau_fs,
-        max_steps=args.max_steps,
-        perturb_A=args.perturb_A,
-        check_every=args.check_every,
-        temperature_window_K=parse_window(args.temperature_window_K),
-        min_distance_A=None if args.min_distance_A <= 0 else args.min_distance_A,  # NaN: refused
-        max_force_outliers=args.max_force_outliers,
-        outlier_sigma=args.outlier_sigma,
-    )
+    protocol = protocol_from_args(args)
     frames = read_frames(args.structure)
     if not -len(frames) <= args.structure_index < len(frames):
         raise LegatoError(

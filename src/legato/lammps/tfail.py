@@ -2,7 +2,8 @@
 
 The same instances as :mod:`legato.workflows.tfail` (the same replicated, perturbed boxes
 and the same Maxwell–Boltzmann velocities, both drawn from the instance seed), the same
-stages (Nosé–Hoover NVT for ``nvt_steps``, then NVE up to ``max_steps``), and the same
+stages (Nosé–Hoover NVT for ``nvt_steps``, then the production stage up to ``max_steps``:
+NVE, or with ``production: nvt`` the same ``fix nvt`` kept on), and the same
 output tables (``failures.csv``, ``outliers.csv``, ``protocol.json``, ``models.json``,
 ``runs.jsonl``). Each instance is one LAMMPS run on ``ranks`` MPI ranks; the checks of the
 paper's public scripts run inside LAMMPS every ``check_every`` steps, and a ``fix halt``
@@ -18,7 +19,8 @@ Differences from the Python engine: LAMMPS's ``fix nvt`` is a Nosé–Hoover cha
 (same target and time constant, not the same integrator), so trajectories agree only
 statistically; a LAMMPS error during the MD (lost atoms, ...) is recorded as reason
 ``lammps_error``; an instance interrupted mid-run is rerun from its start (resume works per
-instance, not per step). Instance folders: ``OUT/lammps/<label>/N<n>/s<seed>/``.
+instance, not per step); the per-pair distance check ``min_pair_distance_A`` is not
+available (refused). Instance folders: ``OUT/lammps/<label>/N<n>/s<seed>/``.
 """
 
 from __future__ import annotations
@@ -116,14 +118,16 @@ def instance_input(
             f'variable failed equal "{" || ".join(conditions)}"',
             f"fix halt all halt {p.check_every} v_failed > 0.5 error soft message yes",
         ]
+    t = p.temperature_K
+    nvt = f"fix integrate all nvt temp {t!r} {t!r} {tau_ps!r}"
     if p.nvt_steps:
-        t = p.temperature_K
-        lines += [
-            f"fix integrate all nvt temp {t!r} {t!r} {tau_ps!r}",
-            f"run {p.nvt_steps}",
-            "unfix integrate",
-        ]
-    lines += ["fix integrate all nve", f"run {p.max_steps}"]
+        lines += [nvt, f"run {p.nvt_steps}"]
+    if p.production == "nve":
+        lines += ["unfix integrate"] if p.nvt_steps else []
+        lines += ["fix integrate all nve"]
+    elif not p.nvt_steps:
+        lines += [nvt]
+    lines += [f"run {p.max_steps}"]  # production nvt: the same fix nvt stays on
     return "\n".join(lines) + "\n"
 
 
@@ -144,9 +148,8 @@ def start_structure(
 
 def _outcome(rows: dict[str, np.ndarray], halt_step: int | None, protocol: TfailProtocol, sigma) -> tuple:
     """(stage, step, reason, detail) of a finished instance; reason "budget" if alive."""
-    nvt = protocol.nvt_steps
     if halt_step is None:
-        return "nve", nvt + protocol.max_steps, "budget", ""
+        return protocol.production_stage, protocol.nvt_steps + protocol.max_steps, "budget", ""
     k = int(np.nonzero(rows["step"] == halt_step)[0][-1])
     temp, nclose, nout = rows["temp"][k], rows["c_nclose"][k], rows["c_nout"][k]
     reasons, details = [], []
@@ -160,8 +163,7 @@ def _outcome(rows: dict[str, np.ndarray], halt_step: int | None, protocol: Tfail
     if w is not None and not w[0] <= temp <= w[1]:
         reasons.append("temperature")
         details.append(f"T = {temp:.1f} K outside [{w[0]}, {w[1]}] K")
-    stage = "nvt" if halt_step <= nvt else "nve"
-    return stage, halt_step, ",".join(reasons) or "halt", "; ".join(details)
+    return protocol.clock(halt_step)[0], halt_step, ",".join(reasons) or "halt", "; ".join(details)
 
 
 def run_instance(
@@ -192,7 +194,7 @@ def run_instance(
         if not rows or rows["step"].max() <= 0:
             raise LegatoError(error)  # the set-up failed: not an MD failure of the instance
         step = int(rows["step"][-1])
-        return ("nvt" if step <= protocol.nvt_steps else "nve"), step, "lammps_error", error, rows
+        return protocol.clock(step)[0], step, "lammps_error", error, rows
     halts = _HALT.findall(log.read_text(errors="replace"))
     stage, step, reason, detail = _outcome(rows, int(halts[0]) if halts else None, protocol, sigma)
     return stage, step, reason, detail, rows
@@ -219,6 +221,11 @@ def run_ensemble_lammps(
     from legato.md.lock import folder_lock
     from legato.models import export_torchscript, load_model
 
+    if protocol.min_pair_distance_A:
+        raise LegatoError(
+            "--engine lammps does not check min_pair_distance_A (per element pair); "
+            "use --engine python or leave it unset"
+        )
     reason = available()
     if reason is not None:
         raise LegatoError(reason)
@@ -275,7 +282,7 @@ def run_ensemble_lammps(
                     atoms, model_file.resolve(), names, protocol, folder, sigma, ranks, threads
                 )
                 wall = time.perf_counter() - t0
-                t = step - protocol.nvt_steps if stage == "nve" else 0
+                t = protocol.clock(step)[1]  # production clock; 0 in the first NVT stage
                 rec = FailureRecord(
                     model=label,
                     n_atoms=n_atoms,

@@ -7,15 +7,66 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from legato.config_file import read_yaml_mapping, validate_model
 
 #: an instantaneous temperature above this (K) is a runaway replica (see legato.md.failure);
 #: run temperatures must stay below it
 RUNAWAY_TEMPERATURE_K = 1.0e6
+
+
+# -------------------------------------------------------------------- shared constrained types
+# The MD settings that legato.workflows.protocol (time-to-failure runs) also exposes are typed
+# once here, so the MD config, the tfail protocol, its CLI flags and the study config cannot
+# disagree on their limits or on what "disabled" means.
+def _window(w: object) -> object:
+    if w is None or w == "auto":
+        return w
+    if isinstance(w, (list, tuple)) and len(w) == 2:
+        try:
+            lo, hi = float(w[0]), float(w[1])
+        except (TypeError, ValueError):
+            lo = hi = math.nan
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+            raise ValueError(f"must be [LO, HI] with 0 <= LO < HI, got {[lo, hi]}")
+        return (lo, hi)
+    raise ValueError("must be [LO, HI] (in K), 'auto' or none")
+
+
+def _pairs(pairs: dict[str, float] | None) -> dict[str, float] | None:
+    from ase.data import atomic_numbers
+
+    for key, d in (pairs or {}).items():
+        els = key.split("-")
+        if len(els) != 2 or not all(e in atomic_numbers for e in els):
+            raise ValueError(f"pair {key!r} is not two element symbols joined by '-', e.g. 'H-H'")
+        if not (math.isfinite(d) and d > 0):
+            raise ValueError(f"distance of {key} must be > 0, got {d}")
+    return pairs or None
+
+
+def _zero_is_none(d: float | None) -> float | None:
+    return None if d == 0 else d
+
+
+TemperatureK = Annotated[float, Field(ge=0)]
+TimestepFs = Annotated[float, Field(gt=0)]
+#: Nosé–Hoover damping time; None: 100 time steps
+ThermostatTauFs = Annotated[float | None, Field(gt=0)]
+CheckEvery = Annotated[int, Field(ge=1)]
+#: [LO, HI] in K; "auto" = [T/2, 3T/2] (the public code's [100 K, 300 K] at 200 K); None disables
+TemperatureWindowK = Annotated[tuple[float, float] | Literal["auto"] | None, BeforeValidator(_window)]
+#: closest allowed distance of any two atoms; None (or 0, stored as None) disables
+MinDistanceA = Annotated[float | None, Field(ge=0), AfterValidator(_zero_is_none)]
+#: closest allowed distance per element pair, e.g. {"H-H": 1.0}; None (or {}) disables
+PairDistancesA = Annotated[dict[str, float] | None, AfterValidator(_pairs)]
+OutlierSigma = Annotated[float, Field(gt=0)]
+#: more force outliers than this is a failure; None: outliers are counted only
+MaxForceOutliers = Annotated[int | None, Field(ge=0)]
+SkinA = Annotated[float, Field(ge=0)]
 
 
 class _Strict(BaseModel):
@@ -27,11 +78,11 @@ class StageConfig(_Strict):
 
     ensemble: Literal["nve", "nvt", "langevin"]
     steps: int | None = Field(default=None, ge=0)
-    temperature_K: float | None = Field(default=None, ge=0)  # default: the run's temperature_K
+    temperature_K: TemperatureK | None = None  # default: the run's temperature_K
 
 
 class ThermostatConfig(_Strict):
-    tau_fs: float | None = Field(default=None, gt=0)  # Nosé–Hoover damping; null = 100·timestep
+    tau_fs: ThermostatTauFs = None  # Nosé–Hoover damping; null = 100·timestep
     chain_length: int = Field(default=3, ge=1)
     friction_per_fs: float = Field(default=0.01, ge=0)  # Langevin γ
 
@@ -48,45 +99,21 @@ class ReferencePotentialConfig(_Strict):
 
 
 class NeighborConfig(_Strict):
-    skin_A: float = Field(default=1.0, ge=0)
+    skin_A: SkinA = 1.0
 
 
 class ChecksConfig(_Strict):
-    every: int = Field(default=10, ge=1)
-    #: "auto" = [T/2, 3T/2] (the public code's [100 K, 300 K] at 200 K); null disables
-    temperature_window_K: tuple[float, float] | Literal["auto"] | None = "auto"
+    every: CheckEvery = 10
+    temperature_window_K: TemperatureWindowK = "auto"
     #: σ of the training force components; "auto" = from the model file, else from step 0
     force_sigma_eV_A: float | Literal["auto"] = "auto"
-    outlier_sigma: float = Field(default=5.0, gt=0)
-    max_force_outliers: int | None = Field(default=None, ge=0)  # null: count only
-    min_distance_A: float | None = Field(default=0.5, ge=0)
-    #: closest allowed distance per element pair, e.g. {"H-H": 1.0}: a local, per-molecule
-    #: failure (atoms of intact molecules never come that close; a model with a spurious
-    #: attraction lets them) that the global temperature window does not see
-    min_pair_distance_A: dict[str, float] | None = None
+    outlier_sigma: OutlierSigma = 5.0
+    max_force_outliers: MaxForceOutliers = None
+    min_distance_A: MinDistanceA = 0.5
+    #: a local, per-molecule failure (atoms of intact molecules never come that close; a
+    #: model with a spurious attraction lets them) that the global temperature window misses
+    min_pair_distance_A: PairDistancesA = None
     max_drift_eV_per_atom: float | None = Field(default=None, gt=0)
-
-    @field_validator("min_pair_distance_A")
-    @classmethod
-    def _pairs(cls, pairs: dict[str, float] | None) -> dict[str, float] | None:
-        from ase.data import atomic_numbers
-
-        for key, d in (pairs or {}).items():
-            els = key.split("-")
-            if len(els) != 2 or not all(e in atomic_numbers for e in els):
-                raise ValueError(f"pair {key!r} is not two element symbols joined by '-', e.g. 'H-H'")
-            if not (math.isfinite(d) and d > 0):
-                raise ValueError(f"distance of {key} must be > 0, got {d}")
-        return pairs
-
-    @field_validator("temperature_window_K", mode="before")
-    @classmethod
-    def _window(cls, w: object) -> object:
-        if isinstance(w, (list, tuple)) and len(w) == 2 and all(isinstance(x, (int, float)) for x in w):
-            lo, hi = float(w[0]), float(w[1])
-            if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
-                raise ValueError(f"must be [LO, HI] with 0 <= LO < HI, got {[lo, hi]}")
-        return w
 
 
 class OutputConfig(_Strict):
@@ -111,8 +138,8 @@ class MDConfig(_Strict):
     compile: bool | None = None
     replicas: int = Field(default=1, ge=1)
     seed: int = Field(default=0, ge=0)
-    timestep_fs: float = Field(default=2.0, gt=0)
-    temperature_K: float = Field(default=200.0, ge=0)
+    timestep_fs: TimestepFs = 2.0
+    temperature_K: TemperatureK = 200.0
     #: "maxwell_boltzmann" at temperature_K, or "structure": the momenta stored with it
     initial_velocities: Literal["maxwell_boltzmann", "structure"] = "maxwell_boltzmann"
     exact_initial_temperature: bool = True  # rescale initial velocities to exactly T

@@ -17,34 +17,27 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from legato.config_file import read_yaml_mapping, validate_model
 from legato.errors import LegatoError
+from legato.workflows.protocol import TfailProtocol
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TfailSection(_Strict):
-    """Time-to-failure protocol and ensemble sizes (see legato.workflows.tfail)."""
+class TfailSection(TfailProtocol):
+    """The time-to-failure protocol (every :class:`TfailProtocol` field, with its limits and
+    defaults) and the ensemble: base box, sizes, instances, seeds, per-size budgets."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=False)
 
     structure: str | None = None  # base box; default: a test-split MD frame near T
     structure_index: int = 0
     sizes: list[int | str] = Field(default_factory=lambda: [1, "1x1x2", 2, 3])
     instances: int = Field(10, ge=1)
     seed: int = Field(0, ge=0)
-    temperature_K: float = Field(200.0, gt=0)
-    timestep_fs: float = Field(2.5, gt=0)
-    nvt_steps: int = Field(1000, ge=0)
-    max_steps: int = Field(10000, ge=1)
-    #: per-size NVE budgets (key: a size as in ``sizes``) bounding the cost of large sizes;
-    #: sizes not listed use ``max_steps``. Censoring times may differ between sizes.
+    #: per-size production budgets (key: a size as in ``sizes``) bounding the cost of large
+    #: sizes; sizes not listed use ``max_steps``. Censoring times may differ between sizes.
     max_steps_by_size: dict[str, int] = Field(default_factory=dict)
-    thermostat_tau_fs: float | None = Field(None, gt=0)  # Nosé–Hoover τ; None: 100 steps
-    perturb_A: float = Field(0.01, ge=0)
-    check_every: int = Field(10, ge=1)
-    temperature_window_K: tuple[float, float] | Literal["auto"] | None = "auto"
-    min_distance_A: float | None = Field(0.5, gt=0)
-    max_force_outliers: int | None = Field(None, ge=0)
-    outlier_sigma: float = Field(5.0, gt=0)
     checkpoint_every: int = Field(500, ge=0)
 
     @field_validator("sizes")
@@ -75,7 +68,7 @@ class TfailSection(_Strict):
         return self
 
     def budget(self, reps: tuple[int, int, int]) -> int:
-        """NVE step budget of one size."""
+        """Production step budget of one size."""
         from legato.workflows.tfail import parse_sizes
 
         for key, steps in self.max_steps_by_size.items():
@@ -83,23 +76,12 @@ class TfailSection(_Strict):
                 return int(steps)
         return self.max_steps
 
-    def protocol(self, reps: tuple[int, int, int] | None = None):
-        """The MD protocol (of one size, whose NVE budget may differ)."""
-        from legato.workflows.tfail import TfailProtocol
-
-        return TfailProtocol(
-            temperature_K=self.temperature_K,
-            timestep_fs=self.timestep_fs,
-            nvt_steps=self.nvt_steps,
-            max_steps=self.max_steps if reps is None else self.budget(reps),
-            thermostat_tau_fs=self.thermostat_tau_fs,
-            perturb_A=self.perturb_A,
-            check_every=self.check_every,
-            temperature_window_K=self.temperature_window_K,
-            min_distance_A=self.min_distance_A,
-            max_force_outliers=self.max_force_outliers,
-            outlier_sigma=self.outlier_sigma,
-        )
+    def protocol(self, reps: tuple[int, int, int] | None = None) -> TfailProtocol:
+        """The MD protocol (of one size, whose production budget may differ)."""
+        values = {name: getattr(self, name) for name in TfailProtocol.model_fields}
+        if reps is not None:
+            values["max_steps"] = self.budget(reps)
+        return TfailProtocol(**values)
 
 
 class ErrorsSection(_Strict):

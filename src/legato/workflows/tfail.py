@@ -1,17 +1,20 @@
 """Time-to-failure ensembles (paper §3.2, Fig. 2): one model, several sizes, seeded instances.
 
-Protocol of one instance (``docs/study.md``): the base box replicated a×b×c times and every
-coordinate displaced by seeded Gaussian noise (``perturb_A``); Maxwell–Boltzmann velocities
-at T (rescaled to exactly T); ``nvt_steps`` of Nosé–Hoover NVT; then NVE until a failure
-detector of :mod:`legato.md` fires or ``max_steps`` NVE steps have run. All instances of a
-size run as one batch of :class:`legato.md.MDRunner`, so one model call serves all of them;
-a replica's trajectory does not depend on which others share its batch.
+Protocol of one instance (:class:`legato.workflows.protocol.TfailProtocol`, ``docs/study.md``):
+the base box replicated a×b×c times and every coordinate displaced by seeded Gaussian noise
+(``perturb_A``); Maxwell–Boltzmann velocities at T (rescaled to exactly T); ``nvt_steps`` of
+Nosé–Hoover NVT; then the production stage (NVE, or NVT with ``production: nvt``) until a
+failure detector of :mod:`legato.md` fires or ``max_steps`` production steps have run. All
+instances of a size run as one batch of :class:`legato.md.MDRunner`, so one model call serves
+all of them; a replica's trajectory does not depend on which others share its batch.
 
-t_failure is counted in **NVE steps**: ``t_failure_steps`` = MD steps since the switch to
-NVE at the check that detected the failure (checks every ``check_every`` steps, as the
-public code's thermo output); ``t_failure_fs`` = that times the timestep. A run alive after
-``max_steps`` NVE steps is censored at ``max_steps``. A run that fails already during NVT
-is recorded with ``t_failure_steps = 0`` and ``stage = nvt`` (it never reached NVE).
+t_failure is counted on the **production clock**: ``t_failure_steps`` = MD steps since the
+start of production at the check that detected the failure (checks every ``check_every``
+steps, as the public code's thermo output); ``t_failure_fs`` = that times the timestep;
+``t_total_steps`` = the same step counted from step 0. A run alive after ``max_steps``
+production steps is censored at ``max_steps``. A run that fails already during the first NVT
+stage is recorded with ``t_failure_steps = 0`` and ``stage = nvt``; production rows have
+``stage`` ``nve`` or ``nvt_production``.
 
 Output folder ``OUT`` (resumable; rerunning skips every (model, N, seed) already in the
 table and resumes an interrupted size from its MD checkpoint):
@@ -19,7 +22,8 @@ table and resumes an interrupted size from its MD checkpoint):
 - ``failures.csv`` — the failure table (:mod:`legato.stats.failures`), extra columns
   ``replication, stage, t_total_steps, detail``;
 - ``outliers.csv`` — per check: ``model, n_atoms, seed, run, step, nve_step, outliers,
-  max_force_eV_A, temperature_K`` (force-outlier counts for Fig. 1);
+  max_force_eV_A, temperature_K`` (force-outlier counts for Fig. 1; ``nve_step`` is the
+  production clock, ``step - nvt_steps``);
 - ``protocol.json`` (protocol and base box, must match on reruns), ``models.json``
   (label → weights fingerprint), ``runs.jsonl`` (one line per finished batch: wall time);
 - ``md/<label>/N<n>_s<first>-<last>/`` — the ``legato md`` run folder of each batch.
@@ -37,7 +41,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +50,6 @@ from ase import Atoms
 
 from legato.errors import LegatoError
 from legato.fileio import atomic_write_text, ensure_writable_dir, move_aside
-from legato.md.config import RUNAWAY_TEMPERATURE_K
 from legato.md.fingerprint import model_fingerprint
 from legato.md.lock import folder_lock
 from legato.stats.failures import (
@@ -55,6 +58,7 @@ from legato.stats.failures import (
     read_failure_table,
     write_failure_table,
 )
+from legato.workflows.protocol import TfailProtocol
 
 Replication = tuple[int, int, int]
 OUTLIER_COLUMNS = (
@@ -144,103 +148,6 @@ def training_force_sigma(model: torch.nn.Module) -> float | None:
         value = json.loads(stats.read_text()).get("force_std_eV_A")
         return None if value is None else float(value)
     return None
-
-
-# ----------------------------------------------------------------------------- protocol
-@dataclass(frozen=True)
-class TfailProtocol:
-    """MD settings shared by every instance of an ensemble (see the module docstring)."""
-
-    temperature_K: float = 200.0
-    timestep_fs: float = 2.5
-    nvt_steps: int = 1000
-    max_steps: int = 10000  # NVE step budget; runs alive after it are censored
-    perturb_A: float = 0.01
-    check_every: int = 10
-    #: "auto" = [T/2, 3T/2] (the public code's [100 K, 300 K] at 200 K); None disables
-    temperature_window_K: tuple[float, float] | str | None = "auto"
-    min_distance_A: float | None = 0.5
-    max_force_outliers: int | None = None  # None: outliers are counted, not a failure
-    outlier_sigma: float = 5.0
-    thermostat_tau_fs: float | None = None  # None: 100 timesteps
-    skin_A: float = 1.0
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, what: str, value: object) -> None:
-            if not ok:
-                raise LegatoError(f"time-to-failure protocol: {what}, got {value}")
-
-        def finite(x: float | None) -> bool:
-            return x is not None and math.isfinite(x)
-
-        t, dt = self.temperature_K, self.timestep_fs
-        need(
-            finite(t) and 0 < t < RUNAWAY_TEMPERATURE_K,
-            f"temperature must be in (0, {RUNAWAY_TEMPERATURE_K:g}) K",
-            t,
-        )
-        need(finite(dt) and dt > 0, "timestep must be a positive number of fs", dt)
-        need(self.nvt_steps >= 0, "nvt_steps must be >= 0", self.nvt_steps)
-        need(self.max_steps >= 1, "max_steps must be >= 1", self.max_steps)
-        need(finite(self.perturb_A) and self.perturb_A >= 0, "perturbation must be >= 0 Å", self.perturb_A)
-        need(self.check_every >= 1, "check_every must be >= 1", self.check_every)
-        md = self.min_distance_A
-        need(md is None or (finite(md) and md >= 0), "min_distance must be >= 0 Å or none", md)
-        mo = self.max_force_outliers
-        need(mo is None or mo >= 0, "max_force_outliers must be >= 0 or none", mo)
-        need(
-            finite(self.outlier_sigma) and self.outlier_sigma > 0,
-            "outlier_sigma must be > 0",
-            self.outlier_sigma,
-        )
-        tau = self.thermostat_tau_fs
-        need(tau is None or (finite(tau) and tau > 0), "thermostat time constant must be > 0 fs", tau)
-        need(finite(self.skin_A) and self.skin_A >= 0, "neighbour skin must be >= 0 Å", self.skin_A)
-        w = self.temperature_window_K
-        if isinstance(w, str) and w != "auto":
-            raise LegatoError(f"temperature window must be 'auto', none or LO,HI; got {w!r}")
-        if isinstance(w, (tuple, list)):
-            ok = len(w) == 2 and all(finite(float(x)) for x in w) and 0 <= w[0] < w[1]
-            need(ok, "temperature window must be LO,HI with 0 <= LO < HI", list(w))
-            object.__setattr__(self, "temperature_window_K", (float(w[0]), float(w[1])))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        w = d["temperature_window_K"]
-        d["temperature_window_K"] = list(w) if isinstance(w, tuple) else w
-        return d
-
-    def md_config(self, replicas: int, checkpoint_every: int, progress: bool) -> dict:
-        """A :class:`legato.md.MDConfig` dict for one batch of ``replicas`` instances."""
-        schedule = [{"ensemble": "nve"}]
-        if self.nvt_steps:
-            schedule.insert(0, {"ensemble": "nvt", "steps": self.nvt_steps})
-        w = self.temperature_window_K
-        return {
-            "structure": "<tfail instances>",
-            "model": "<tfail model>",
-            "replicas": replicas,
-            "timestep_fs": self.timestep_fs,
-            "temperature_K": self.temperature_K,
-            "exact_initial_temperature": True,
-            "steps": self.nvt_steps + self.max_steps,
-            "schedule": schedule,
-            "thermostat": {"tau_fs": self.thermostat_tau_fs},
-            "neighbor": {"skin_A": self.skin_A},
-            "checks": {
-                "every": self.check_every,
-                "temperature_window_K": list(w) if isinstance(w, tuple) else w,
-                "outlier_sigma": self.outlier_sigma,
-                "max_force_outliers": self.max_force_outliers,
-                "min_distance_A": self.min_distance_A,
-            },
-            "output": {
-                "thermo_every": self.check_every,
-                "trajectory_every": 0,
-                "checkpoint_every": checkpoint_every,
-                "progress": progress,
-            },
-        }
 
 
 # ----------------------------------------------------------------------------- bookkeeping
@@ -346,42 +253,33 @@ def run_batch(
         log=log,
     )
     result = runner.run(resume=resume)
-    schedule = runner.config.schedule
     nvt = protocol.nvt_steps
     common = {"replication": replication_name(reps)}
     by_seed: dict[int, FailureRecord] = {}
-    for f in result.failures:
-        stage = schedule[f.stage].ensemble
-        t = f.steps_in_stage if stage == "nve" else 0
-        seed = seeds[f.replica]
-        by_seed[seed] = FailureRecord(
+
+    def record(seed: int, step: int, reason: str, detail: str) -> FailureRecord:
+        stage, t = protocol.clock(step)  # production clock; 0 for a failure in the first NVT stage
+        return FailureRecord(
             model=label,
             n_atoms=n_atoms,
             seed=seed,
             t_failure_steps=int(t),
             t_failure_fs=float(t * protocol.timestep_fs),
-            reason=f.reason,
-            censored=False,
-            extra={**common, "stage": stage, "t_total_steps": str(f.step), "detail": f.detail},
+            reason=reason,
+            censored=reason == "budget",
+            extra={**common, "stage": stage, "t_total_steps": str(step), "detail": detail},
         )
+
+    for f in result.failures:
+        by_seed[seeds[f.replica]] = record(seeds[f.replica], f.step, f.reason, f.detail)
     last = result.state.step
     for rid in result.state.replica_ids.tolist():
-        t, seed = last - nvt, seeds[rid]
-        if t < protocol.max_steps:
+        if last - nvt < protocol.max_steps:
             raise LegatoError(
-                f"{run_dir}: instance {seed} stopped alive at step {last} "
-                f"before the budget of {protocol.max_steps} NVE steps"
+                f"{run_dir}: instance {seeds[rid]} stopped alive at step {last} "
+                f"before the budget of {protocol.max_steps} production steps"
             )
-        by_seed[seed] = FailureRecord(
-            model=label,
-            n_atoms=n_atoms,
-            seed=seed,
-            t_failure_steps=int(t),
-            t_failure_fs=float(t * protocol.timestep_fs),
-            reason="budget",
-            censored=True,
-            extra={**common, "stage": "nve", "t_total_steps": str(last), "detail": ""},
-        )
+        by_seed[seeds[rid]] = record(seeds[rid], last, "budget", "")
     missing = set(seeds) - set(by_seed)
     if missing:
         raise LegatoError(f"{run_dir}: no outcome for instance(s) {sorted(missing)}")
@@ -418,7 +316,8 @@ def _describe(records: Sequence[FailureRecord]) -> str:
     t = np.array([r.t_failure_steps for r in records], dtype=float)
     why = ", ".join(f"{k} {v}" for k, v in reasons.most_common()) or "-"
     return (
-        f"{len(fails)} failed ({why}), {len(records) - len(fails)} censored, mean t {t.mean():.0f} NVE steps"
+        f"{len(fails)} failed ({why}), {len(records) - len(fails)} censored, "
+        f"mean t {t.mean():.0f} production steps"
     )
 
 
@@ -436,7 +335,7 @@ def validate_inputs(
     behind, so the corrected call is not refused for a protocol that differs)."""
     from legato.md.config import validate_config
     from legato.md.forces import potential_r_max
-    from legato.md.runner import type_names_of
+    from legato.md.runner import pair_limit_table, type_names_of
     from legato.md.state import state_from_atoms
 
     if seed < 0:
@@ -453,7 +352,9 @@ def validate_inputs(
     except ValueError as exc:
         raise LegatoError(f"the model cannot run MD: {exc}") from None
     box = replicate_box(structure, (1, 1, 1), protocol.perturb_A, 0)  # periodic, finite perturbation
-    state_from_atoms([box], type_names_of(model, [box]))  # atoms, masses, cell, species known
+    names = type_names_of(model, [box])
+    state_from_atoms([box], names)  # atoms, masses, cell, species known
+    pair_limit_table(protocol.min_pair_distance_A, names)  # its pairs are species of the model
     if len(reps_list) == 0:
         raise LegatoError("no sizes given")
 
