@@ -22,18 +22,15 @@ the first three stages over a ρ grid alone (Table 1, :mod:`legato.workflows.rho
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from legato.errors import LegatoError
-from legato.fileio import atomic_save, atomic_write_text, ensure_writable_dir
+from legato.fileio import atomic_save
 from legato.stats.failures import FailureTable, merge_tables, read_failure_table
 from legato.workflows.jobs import (
     ALLEGRO,
@@ -45,6 +42,7 @@ from legato.workflows.jobs import (
     train_job,
 )
 from legato.workflows.rho_search import plot_rho, rho_rows, write_rho_table
+from legato.workflows.staged import StagedWorkflow
 from legato.workflows.study_config import (
     StudyConfig,
     dump_study_config,
@@ -90,18 +88,6 @@ STAGE_TITLES = {
 }
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n", overwrite=True)
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(type(x).__name__)
-
-
 # ----------------------------------------------------------------------------- jobs
 def tfail_job(
     model: str,
@@ -133,51 +119,93 @@ def tfail_job(
     return res.batches
 
 
+def write_frames(path: Path, frames: list) -> None:
+    """Write frames as extended XYZ, atomically."""
+    import ase.io
+
+    atomic_save(path, lambda fh: ase.io.write(fh, frames, format="extxyz"), binary=False)
+
+
+def prepare_data(cfg, data_dir: Path, log: Callable[[str], None] = print) -> dict:
+    """Split the study's frames into ``train_val.extxyz`` and ``test.extxyz`` in ``data_dir``
+    and pick the base box of the MD ensembles (``base.extxyz``).
+
+    ``cfg`` is a study config (v1 or v2): it needs ``data``, ``data_index``, ``split_seed``,
+    ``test_fraction``, ``train_frames`` and ``tfail`` (``structure``, ``structure_index``,
+    ``temperature_K``)."""
+    from legato.data import read_frames
+    from legato.train.data import file_digest
+
+    frames = read_frames(cfg.data, cfg.data_index)
+    labels = [a.info.get("split") for a in frames]
+    if all(lab in ("train", "validation", "val", "test") for lab in labels):
+        test = [i for i, lab in enumerate(labels) if lab == "test"]
+        how = "split labels of the data file"
+    else:
+        rng = np.random.default_rng(cfg.split_seed)
+        n_test = max(1, int(round(cfg.test_fraction * len(frames))))
+        test = sorted(rng.permutation(len(frames))[:n_test].tolist())
+        how = f"seeded random {cfg.test_fraction:g} of the frames"
+    if not test or len(test) == len(frames):
+        raise LegatoError(f"{cfg.data}: need both test and training frames")
+    test_set = set(test)
+    train_val = [a for i, a in enumerate(frames) if i not in test_set]
+    for key, values in cfg.train_frames.items():
+        train_val = [a for a in train_val if a.info.get(key) in values]
+        how += f"; training frames with {key} in {values}"
+    if not train_val:
+        raise LegatoError(f"{cfg.data}: no training frames left after train_frames")
+    test_frames = [frames[i] for i in test]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_frames(data_dir / "train_val.extxyz", train_val)
+    write_frames(data_dir / "test.extxyz", test_frames)
+    t = cfg.tfail
+    if t.structure is not None:
+        base = read_frames(t.structure)
+        if not -len(base) <= t.structure_index < len(base):
+            raise LegatoError(f"{t.structure}: no frame {t.structure_index}")
+        base_atoms, origin = base[t.structure_index], f"{t.structure}@{t.structure_index}"
+    else:  # the test MD frame whose temperature is closest to the MD temperature
+
+        def score(a) -> float:
+            temp = a.info.get("temperature_K")
+            md = a.info.get("source", "md") == "md"
+            return (0 if md else 1e9) + (abs(float(temp) - t.temperature_K) if temp else 1e6)
+
+        k = min(range(len(test_frames)), key=lambda i: score(test_frames[i]))
+        base_atoms, origin = test_frames[k], f"test frame {k} (data frame {test[k]})"
+    base_atoms = base_atoms.copy()
+    base_atoms.calc = None
+    write_frames(data_dir / "base.extxyz", [base_atoms])
+    info = {
+        "data": cfg.data,
+        "sha256": file_digest(cfg.data),
+        "frames": len(frames),
+        "train_val": len(train_val),
+        "test": len(test_frames),
+        "split": how,
+        "base": origin,
+        "base_n_atoms": len(base_atoms),
+    }
+    log(
+        f"  {len(frames)} frames: {len(train_val)} train+validation, "
+        f"{len(test_frames)} test ({how}); base box {origin}, {len(base_atoms)} atoms"
+    )
+    return info
+
+
 # ----------------------------------------------------------------------------- the study
-class Study:
+class Study(StagedWorkflow):
     """A study in folder ``out`` (see the module docstring). ``run()`` does what is left."""
+
+    TITLES = STAGE_TITLES
 
     def __init__(
         self, cfg: StudyConfig, out: str | Path, resume: bool = False, log: Callable[[str], None] = print
     ) -> None:
-        self.cfg, self.out, self.log = cfg, Path(out), log
+        super().__init__(dump_study_config(cfg), out, resume, log, RUNTIME_KEYS)
+        self.cfg = cfg
         self.data_dir, self.logs = self.out / "data", self.out / "logs"
-        self.state_path = self.out / "stages.json"
-        saved = self.out / "study_config.yaml"
-        text = dump_study_config(cfg)
-        if saved.exists():
-            if not resume:
-                raise LegatoError(
-                    f"{self.out} already holds a study; continue it with --resume or choose another --out"
-                )
-            old, new = yaml.safe_load(saved.read_text()), yaml.safe_load(text)
-            diff = sorted(
-                k for k in set(old) | set(new) if k not in RUNTIME_KEYS and old.get(k) != new.get(k)
-            )
-            if diff:
-                raise LegatoError(
-                    f"the config differs from the one of the study in {self.out} "
-                    f"(sections: {', '.join(diff)}); use another --out"
-                )
-        elif self.out.exists() and any(self.out.iterdir()):
-            raise LegatoError(f"{self.out} exists and is not a study folder; choose another --out")
-        ensure_writable_dir(self.out, "study folder")
-        if not saved.exists():
-            atomic_write_text(saved, text, overwrite=False)
-        self.state: dict[str, Any] = (
-            json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        )
-
-    # --------------------------------------------------------------- bookkeeping
-    def done(self, stage: str) -> bool:
-        return stage in self.state
-
-    def result(self, stage: str) -> Any:
-        return self.state[stage]["result"]
-
-    def _finish(self, stage: str, result: Any, t0: float) -> None:
-        self.state[stage] = {"result": result, "wall_s": time.perf_counter() - t0}
-        _write_json(self.state_path, self.state)
 
     def models(self, grid_only: bool = False) -> list[float | None]:
         """rho of every model to train (None = Allegro)."""
@@ -207,90 +235,14 @@ class Study:
             # the rho search alone (grid only) is recorded apart from the full study's stages
             key = f"{stage}_grid" if grid_only and stage in ("train", "rho") else stage
             keys.append(key)
-            if not self.enabled(stage):
-                if not self.done(key):
-                    self._finish(key, {}, time.perf_counter())
-                continue
-            if self.done(key):
-                self.log(f"[{stage}] done before, skipped")
-                continue
-            self.log(f"[{stage}] {STAGE_TITLES[stage]} ...")
-            t0 = time.perf_counter()
             fn = getattr(self, f"stage_{stage}")
-            res = fn(grid_only) if stage in ("train", "rho") else fn()
-            self._finish(key, res, t0)
-            self.log(f"[{stage}] finished in {time.perf_counter() - t0:.0f} s")
+            self.run_stage(stage, key, (lambda f=fn: f(grid_only)) if stage in ("train", "rho") else fn)
         return {k: self.state[k]["result"] for k in keys if k in self.state}
 
     # --------------------------------------------------------------- stages
     def stage_data(self) -> dict:
         """Train+validation and test files; the base box of the MD ensembles."""
-        from legato.data import read_frames
-        from legato.train.data import file_digest
-
-        cfg = self.cfg
-        frames = read_frames(cfg.data, cfg.data_index)
-        labels = [a.info.get("split") for a in frames]
-        if all(lab in ("train", "validation", "val", "test") for lab in labels):
-            test = [i for i, lab in enumerate(labels) if lab == "test"]
-            how = "split labels of the data file"
-        else:
-            rng = np.random.default_rng(cfg.split_seed)
-            n_test = max(1, int(round(cfg.test_fraction * len(frames))))
-            test = sorted(rng.permutation(len(frames))[:n_test].tolist())
-            how = f"seeded random {cfg.test_fraction:g} of the frames"
-        if not test or len(test) == len(frames):
-            raise LegatoError(f"{cfg.data}: need both test and training frames")
-        test_set = set(test)
-        train_val = [a for i, a in enumerate(frames) if i not in test_set]
-        for key, values in cfg.train_frames.items():
-            train_val = [a for a in train_val if a.info.get(key) in values]
-            how += f"; training frames with {key} in {values}"
-        if not train_val:
-            raise LegatoError(f"{cfg.data}: no training frames left after train_frames")
-        test_frames = [frames[i] for i in test]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._write_frames(self.data_dir / "train_val.extxyz", train_val)
-        self._write_frames(self.data_dir / "test.extxyz", test_frames)
-        t = cfg.tfail
-        if t.structure is not None:
-            base = read_frames(t.structure)
-            if not -len(base) <= t.structure_index < len(base):
-                raise LegatoError(f"{t.structure}: no frame {t.structure_index}")
-            base_atoms, origin = base[t.structure_index], f"{t.structure}@{t.structure_index}"
-        else:  # the test MD frame whose temperature is closest to the MD temperature
-
-            def score(a) -> float:
-                temp = a.info.get("temperature_K")
-                md = a.info.get("source", "md") == "md"
-                return (0 if md else 1e9) + (abs(float(temp) - t.temperature_K) if temp else 1e6)
-
-            k = min(range(len(test_frames)), key=lambda i: score(test_frames[i]))
-            base_atoms, origin = test_frames[k], f"test frame {k} (data frame {test[k]})"
-        base_atoms = base_atoms.copy()
-        base_atoms.calc = None
-        self._write_frames(self.data_dir / "base.extxyz", [base_atoms])
-        info = {
-            "data": cfg.data,
-            "sha256": file_digest(cfg.data),
-            "frames": len(frames),
-            "train_val": len(train_val),
-            "test": len(test_frames),
-            "split": how,
-            "base": origin,
-            "base_n_atoms": len(base_atoms),
-        }
-        self.log(
-            f"  {len(frames)} frames: {len(train_val)} train+validation, "
-            f"{len(test_frames)} test ({how}); base box {origin}, {len(base_atoms)} atoms"
-        )
-        return info
-
-    @staticmethod
-    def _write_frames(path: Path, frames: list) -> None:
-        import ase.io
-
-        atomic_save(path, lambda fh: ase.io.write(fh, frames, format="extxyz"), binary=False)
+        return prepare_data(self.cfg, self.data_dir, self.log)
 
     def stage_train(self, grid_only: bool = False) -> dict:
         cfg = self.cfg
