@@ -17,7 +17,8 @@ from conftest import small_model
 from legato.cli.main import main
 from legato.errors import LegatoError
 from legato.md.potentials import LennardJones
-from legato.workflows.tfail import TfailProtocol, folder_lock, run_ensemble
+from legato.workflows.protocol import TfailProtocol
+from legato.workflows.tfail import folder_lock, run_ensemble
 
 torch.set_num_threads(1)
 QUIET = {"progress": False, "log": lambda s: None}

@@ -13,7 +13,8 @@ from lammps_helpers import needs_lammps, shipped_frame
 from legato.errors import LegatoError
 from legato.lammps.tfail import run_ensemble_lammps
 from legato.stats.failures import read_failure_table
-from legato.workflows.tfail import TfailProtocol, run_ensemble
+from legato.workflows.protocol import TfailProtocol
+from legato.workflows.tfail import run_ensemble
 
 pytestmark = needs_lammps
 
@@ -74,3 +75,35 @@ def test_censored_and_resumable(tmp_path) -> None:
     new = (out / "runs.jsonl").read_text().splitlines()[len(lines) :]
     assert [json.loads(x)["seeds"] for x in new] == [[1]]
     assert len(again.table) == 2 and len(read_failure_table(out / "failures.csv")) == 2
+
+
+def test_production_nvt_keeps_the_thermostat_and_counts_production_steps(tmp_path) -> None:
+    """production: nvt keeps the one ``fix nvt`` on; rows are on the production clock."""
+    from legato.lammps.tfail import instance_input
+
+    nve = instance_input(TfailProtocol(nvt_steps=20, max_steps=10), "m.pth", ["H", "N"], None)
+    nvt = instance_input(
+        TfailProtocol(nvt_steps=20, max_steps=10, production="nvt"), "m.pth", ["H", "N"], None
+    )
+    assert "unfix integrate" in nve and "fix integrate all nve" in nve
+    assert "unfix" not in nvt and " nve" not in nvt and nvt.count("fix integrate all nvt") == 1
+    assert nvt.splitlines()[-2:] == ["run 20", "run 10"]
+    alone = instance_input(TfailProtocol(nvt_steps=0, max_steps=10, production="nvt"), "m.pth", ["H"], None)
+    assert alone.count("fix integrate all nvt") == 1 and alone.splitlines()[-1] == "run 10"
+
+    model = small_model(torch.float64, per_species_energy_scale=[0.02, 0.02])
+    protocol = TfailProtocol(timestep_fs=0.5, nvt_steps=20, max_steps=10, production="nvt")
+    kw = dict(force_sigma_eV_A=0.5, log=lambda *a: None)
+    res = run_ensemble_lammps(model, shipped_frame(0), "1", 1, protocol, tmp_path / "lmp", "gentle", **kw)
+    assert _rows(res.table) == [(0, 128, 10, "budget", True, "nvt_production", "30")]
+    record = json.loads((tmp_path / "lmp" / "protocol.json").read_text())["protocol"]
+    assert record["production"] == "nvt"
+
+
+def test_pair_distance_check_is_refused(tmp_path) -> None:
+    protocol = TfailProtocol(timestep_fs=0.5, nvt_steps=20, max_steps=10, min_pair_distance_A={"H-H": 1.0})
+    with pytest.raises(LegatoError, match="--engine lammps does not check min_pair_distance_A"):
+        run_ensemble_lammps(
+            small_model(torch.float64), shipped_frame(0), "1", 1, protocol, tmp_path / "x", "m"
+        )
+    assert not (tmp_path / "x").exists()

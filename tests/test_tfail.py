@@ -1,4 +1,4 @@
-"""Time-to-failure ensembles: sizes and seeding, t_failure counted in NVE steps against an
+"""Time-to-failure ensembles: sizes and seeding, t_failure counted in production (NVE) steps against an
 analytic failure time, batch independence, censoring, resumability, the CLI."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from legato.md.potentials import LennardJones
 from legato.stats.failures import format_failure_table, read_failure_table
 from legato.units import FS, KB_EV_PER_K
 from legato.workflows.plots import read_outlier_csv
+from legato.workflows.protocol import TfailProtocol
 from legato.workflows.tfail import (
-    TfailProtocol,
     derived_seed,
     parse_sizes,
     replicate_box,
@@ -91,7 +91,7 @@ def analytic_failure_step(
     return every * (math.floor(t_star / dt_fs / every) + 1)
 
 
-def test_t_failure_counts_nve_steps_as_predicted_analytically(tmp_path):
+def test_t_failure_counts_production_steps_as_predicted_analytically(tmp_path):
     pot = ConstantForce(0.01)
     protocol = TfailProtocol(
         temperature_K=100.0,
@@ -113,7 +113,7 @@ def test_t_failure_counts_nve_steps_as_predicted_analytically(tmp_path):
         assert rec.extra["stage"] == "nve" and rec.extra["t_total_steps"] == str(expected)
     assert {r.t_failure_steps for r in res.table} == {350, 360}  # N = 8 and N = 16
 
-    # with NVT first, t_failure still counts NVE steps only; a budget below it censors
+    # with NVT first, t_failure counts production (NVE) steps only; a budget below it censors
     prot2 = TfailProtocol(
         temperature_K=100.0,
         timestep_fs=2.0,

@@ -12,8 +12,12 @@ it stopped. The protocol flags are made from :class:`legato.workflows.protocol.T
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, get_args, get_origin
 
 from legato.errors import LegatoError
+
+if TYPE_CHECKING:
+    from legato.workflows.protocol import TfailProtocol
 
 EXAMPLES = (
     "  legato tfail runs/small_legato/best_model.pt --structure data/nh3_liquid_gfn1.extxyz.gz "
@@ -109,21 +113,19 @@ def _number(text: str) -> object:
 
 
 def _takes_dict(annotation: object) -> bool:
-    from typing import get_args, get_origin
-
     return get_origin(annotation) is dict or any(_takes_dict(a) for a in get_args(annotation))
 
 
 def cli_value(name: str, value: object) -> object:
     """A protocol flag's text as a config value: ``none`` → None, ``PAIR=D,...`` → a dict,
     ``A,B`` → a list, numbers → numbers; anything else is left to the protocol's checks."""
+    from legato.workflows.protocol import TfailProtocol
+
     if not isinstance(value, str):
         return value  # the field's default
     text = value.strip()
     if text.lower() in ("none", "null"):
         return None
-    from legato.workflows.protocol import TfailProtocol
-
     if _takes_dict(TfailProtocol.model_fields[name].annotation):
         pairs = [item.partition("=") for item in text.split(",")]
         if any(not key.strip() or not eq for key, eq, _ in pairs):
@@ -136,7 +138,7 @@ def cli_value(name: str, value: object) -> object:
     return _number(text)
 
 
-def protocol_from_args(args: argparse.Namespace):
+def protocol_from_args(args: argparse.Namespace) -> TfailProtocol:
     """The :class:`TfailProtocol` of the command line; a bad value is one LegatoError line
     naming its flag, with the protocol's own message."""
     from pydantic import ValidationError
