@@ -115,10 +115,7 @@ def test_stats_and_workflows_do_not_import_the_command_line():
 
 
 #: function-level imports owned by another change; remove the marker once they are fixed
-_PENDING = {
-    "legato.workflows.study_config": "study_config.py lines 53, 63, 79 (parse_sizes) and 88 "
-    "(TfailProtocol) import legato.workflows.tfail inside functions",
-}
+_PENDING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from legato.config_file import read_yaml_mapping, validate_model
 from legato.errors import LegatoError
 from legato.workflows.protocol import TfailProtocol
+from legato.workflows.tfail import parse_sizes
 
 
 class _Strict(BaseModel):
@@ -43,8 +44,6 @@ class TfailSection(TfailProtocol):
     @field_validator("sizes")
     @classmethod
     def _sizes(cls, value: list[int | str]) -> list[int | str]:
-        from legato.workflows.tfail import parse_sizes
-
         try:
             parse_sizes(value)
         except LegatoError as exc:
@@ -53,8 +52,6 @@ class TfailSection(TfailProtocol):
 
     @model_validator(mode="after")
     def _budgets(self) -> TfailSection:
-        from legato.workflows.tfail import parse_sizes
-
         sizes = parse_sizes(self.sizes)
         for key, steps in self.max_steps_by_size.items():
             try:
@@ -69,8 +66,6 @@ class TfailSection(TfailProtocol):
 
     def budget(self, reps: tuple[int, int, int]) -> int:
         """Production step budget of one size."""
-        from legato.workflows.tfail import parse_sizes
-
         for key, steps in self.max_steps_by_size.items():
             if parse_sizes([key])[0] == tuple(reps):
                 return int(steps)
@@ -104,6 +99,9 @@ class SharpnessSection(_Strict):
     max_frames: int = Field(16, ge=1)
     seed: int = 0
     all_models: bool = False  # also every model of the rho grid
+    #: projected-gradient-ascent steps of the worst-case sharpness (paper Eq. 2) computed
+    #: beside the random-direction estimate; 0: random directions only
+    pga_steps: int = Field(0, ge=0)
 
 
 class LandscapeSection(_Strict):
@@ -214,7 +212,7 @@ def validate_study_config(data: Any, source: str = "study config") -> StudyConfi
     return cfg
 
 
-def _resolve(path: str, base: Path) -> str:
+def resolve_path(path: str, base: Path) -> str:
     """A path of the config: relative to the config's folder, or to the current directory
     if it exists only there."""
     p = Path(path).expanduser()
@@ -235,9 +233,9 @@ def load_study_config(path: str | Path, workers: int | None = None) -> StudyConf
             raise LegatoError("--workers must be >= 1")
         cfg.workers = workers
     base = path.resolve().parent
-    cfg.data = _resolve(cfg.data, base)
+    cfg.data = resolve_path(cfg.data, base)
     if cfg.tfail.structure is not None:
-        cfg.tfail.structure = _resolve(cfg.tfail.structure, base)
+        cfg.tfail.structure = resolve_path(cfg.tfail.structure, base)
     return cfg
 
 

@@ -174,7 +174,7 @@ def frame_errors(model, frames: list, batch_size: int = 4) -> dict[str, np.ndarr
     return {"f_sq": cat(f_sq), "f_abs": cat(f_abs), "f_n": cat(f_n), "e_err": cat(e_err)}
 
 
-def _metrics(e: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+def error_metrics(e: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
     """[..., 4]: force RMSE, force MAE (meV/Å), energy RMSE, MAE (meV/atom) over frames idx."""
     n = e["f_n"][idx].sum(-1)
     return 1000.0 * np.stack(
@@ -205,8 +205,8 @@ def force_errors(study: Study) -> dict:
         model = load_model(study.model_path(rho))
         e = frame_errors(model, frames, cfg.errors.batch_size)
         per_frame[rho] = e
-        point = _metrics(e, np.arange(len(frames)))
-        lo, hi = np.quantile(_metrics(e, boot), q, axis=0)
+        point = error_metrics(e, np.arange(len(frames)))
+        lo, hi = np.quantile(error_metrics(e, boot), q, axis=0)
         names = ["forces_rmse_meV_A", "forces_mae_meV_A", "energy_rmse_meV_atom", "energy_mae_meV_atom"]
         row = {"model": model_label(rho), "name": model_name(rho), "rho": rho, "n_frames": len(frames)}
         for k, name in enumerate(names):
@@ -217,8 +217,8 @@ def force_errors(study: Study) -> dict:
             f"[{lo[0]:.1f}, {hi[0]:.1f}] meV/Å, MAE {point[1]:.1f} meV/Å"
         )
     a, lg = per_frame[None], per_frame[study.legato_rho()]
-    ratio = _metrics(lg, np.arange(len(frames)))[0] / _metrics(a, np.arange(len(frames)))[0]
-    r_boot = _metrics(lg, boot)[:, 0] / _metrics(a, boot)[:, 0]
+    ratio = error_metrics(lg, np.arange(len(frames)))[0] / error_metrics(a, np.arange(len(frames)))[0]
+    r_boot = error_metrics(lg, boot)[:, 0] / error_metrics(a, boot)[:, 0]
     r_lo, r_hi = np.quantile(r_boot, q)
     cols = list(rows[0])
     buf = io.StringIO()
@@ -240,11 +240,14 @@ def sharpness_job(
     stat: str,
     dist: str,
     seed: int,
+    pga_steps: int = 0,
 ) -> dict:
-    """Sharpness of one model on (up to ``max_frames``) of its training frames."""
+    """Sharpness of one model on (up to ``max_frames``) of its training frames: the
+    random-direction estimate and, with ``pga_steps`` > 0, the worst case in the same ball
+    (projected gradient ascent; keys ``worst_case_value``, ``worst_case_eps_norm``)."""
     from legato.models import load_model
     from legato.train.evaluation import model_batches, model_loss_spec, select_frames
-    from legato.train.sharpness import sharpness
+    from legato.train.sharpness import sharpness, worst_case_sharpness
 
     model = load_model(model_path)
     frames = select_frames(model, data, subset="train")
@@ -260,7 +263,15 @@ def sharpness_job(
         seed=seed,
         progress=False,
     )
-    return res.as_dict()
+    out = res.as_dict()
+    if pga_steps > 0:
+        wc = worst_case_sharpness(
+            model, batches, model_loss_spec(model), rho=rho, steps=pga_steps, seed=seed, progress=False
+        ).as_dict()
+        out.update(
+            {"worst_case_value": wc["value"], "worst_case_eps_norm": wc["eps_norm"], "pga_steps": pga_steps}
+        )
+    return out
 
 
 def sharpness_jobs(study: Study) -> dict:
@@ -280,6 +291,7 @@ def sharpness_jobs(study: Study) -> dict:
                 "stat": s.stat,
                 "dist": s.dist,
                 "seed": s.seed,
+                "pga_steps": s.pga_steps,
             },
         )
         for rho in rhos

@@ -218,12 +218,16 @@ def run_batch(
     checkpoint_every: int = 500,
     progress: bool = True,
     log=print,
+    starts: dict[int, Atoms] | None = None,
 ) -> tuple[list[FailureRecord], list[dict], dict]:
     """Run (or resume) one batch: the instances ``seeds`` of one size. Returns failure
-    records, outlier rows and the MD summary."""
+    records, outlier rows and the MD summary.
+
+    Without ``starts`` an instance's box is ``base`` replicated and perturbed (seeded by the
+    instance seed); with ``starts`` (instance seed -> box of this size, e.g. from
+    :mod:`legato.workflows.starts`) it is that box as given."""
     seeds = [int(s) for s in seeds]
     n_atoms = len(base) * reps[0] * reps[1] * reps[2]
-    structures = [replicate_box(base, reps, protocol.perturb_A, derived_seed(s, n_atoms, 1)) for s in seeds]
     meta = {
         "label": label,
         "replication": list(reps),
@@ -232,6 +236,13 @@ def run_batch(
         "base": structure_fingerprint(base),
         "protocol": protocol.to_dict(),
     }
+    if starts is None:
+        structures = [
+            replicate_box(base, reps, protocol.perturb_A, derived_seed(s, n_atoms, 1)) for s in seeds
+        ]
+    else:
+        structures = [starts[s] for s in seeds]
+        meta["starts"] = [structure_fingerprint(a) for a in structures]
     meta_path = run_dir.with_name(run_dir.name + ".json")
     resume = (run_dir / "checkpoint.pt").is_file()
     if resume:
@@ -359,6 +370,31 @@ def validate_inputs(
         raise LegatoError("no sizes given")
 
 
+def check_starts(
+    starts: dict[int, dict[int, Atoms]], base: Atoms, reps_list: Sequence[Replication], seeds: Sequence[int]
+) -> None:
+    """Every size and instance has a periodic starting box of the right atoms."""
+    species = sorted(base.get_chemical_symbols())
+    for reps in reps_list:
+        k = reps[0] * reps[1] * reps[2]
+        n_atoms = len(base) * k
+        boxes = starts.get(n_atoms)
+        if boxes is None:
+            raise LegatoError(f"no starting boxes of {n_atoms} atoms (size {replication_name(reps)})")
+        missing = [s for s in seeds if s not in boxes]
+        if missing:
+            raise LegatoError(f"no starting box of {n_atoms} atoms for instance(s) {missing}")
+        for s in seeds:
+            box = boxes[s]
+            if not box.pbc.all():
+                raise LegatoError(f"the starting box of instance {s} ({n_atoms} atoms) is not periodic")
+            if len(box) != n_atoms or sorted(box.get_chemical_symbols()) != sorted(species * k):
+                raise LegatoError(
+                    f"the starting box of instance {s} ({len(box)} atoms) does not hold the atoms of "
+                    f"{k} base boxes ({n_atoms})"
+                )
+
+
 def run_ensemble(
     model: torch.nn.Module | str | os.PathLike,
     structure: Atoms,
@@ -372,8 +408,12 @@ def run_ensemble(
     checkpoint_every: int = 500,
     progress: bool = True,
     log=print,
+    starts: dict[int, dict[int, Atoms]] | None = None,
 ) -> EnsembleResult:
-    """Time-to-failure ensemble of one model (see the module docstring); resumable."""
+    """Time-to-failure ensemble of one model (see the module docstring); resumable.
+
+    ``starts`` (optional): n_atoms -> instance seed -> starting box, for every size and
+    instance (independent boxes instead of replicas of ``structure``; see :func:`run_batch`)."""
     if instances < 1:
         raise LegatoError("need at least one instance per size")
     if not label or label != label.strip():
@@ -392,6 +432,8 @@ def run_ensemble(
     )
     sigma = force_sigma_eV_A if force_sigma_eV_A is not None else training_force_sigma(model)
     wanted = [seed + i for i in range(instances)]
+    if starts is not None:
+        check_starts(starts, structure, reps_list, wanted)
     batches: list[dict] = []
     ensure_writable_dir(out, "tfail output folder")
     with folder_lock(out):
@@ -429,7 +471,18 @@ def run_ensemble(
             )
             t0 = time.perf_counter()
             records, outliers, summary = run_batch(
-                model, structure, reps, todo, protocol, label, run_dir, sigma, checkpoint_every, progress, log
+                model,
+                structure,
+                reps,
+                todo,
+                protocol,
+                label,
+                run_dir,
+                sigma,
+                checkpoint_every,
+                progress,
+                log,
+                None if starts is None else starts[n_atoms],
             )
             wall = time.perf_counter() - t0
             table = read_failure_table(table_path) if table_path.exists() else FailureTable()
