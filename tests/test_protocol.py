@@ -36,6 +36,7 @@ ENSEMBLE_KEYS = {
     "instances",
     "seed",
     "max_steps_by_size",
+    "instances_by_size",
     "checkpoint_every",
 }
 #: the recorded protocol of output folders written before the new options existed

@@ -107,3 +107,13 @@ def validate_model(root: type[BaseModel], data: Any, source: str = "config") -> 
         return root.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc, root, source) from None
+
+
+def parse_number(text: str) -> Any:
+    """``text`` as an int or a float where it is one, else unchanged (CSV cells, CLI values)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

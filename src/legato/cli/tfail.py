@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, get_args, get_origin
 
+from legato.config_file import parse_number
 from legato.errors import LegatoError
 
 if TYPE_CHECKING:
@@ -103,15 +104,6 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _number(text: str) -> object:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _takes_dict(annotation: object) -> bool:
     return get_origin(annotation) is dict or any(_takes_dict(a) for a in get_args(annotation))
 
@@ -132,10 +124,10 @@ def cli_value(name: str, value: object) -> object:
             raise LegatoError(
                 f"{flag(name)} must be PAIR=D items joined by ',' (e.g. H-H=1.0); got {value!r}"
             )
-        return {key.strip(): _number(d.strip()) for key, _, d in pairs}
+        return {key.strip(): parse_number(d.strip()) for key, _, d in pairs}
     if "," in text:
-        return [_number(x.strip()) for x in text.split(",")]
-    return _number(text)
+        return [parse_number(x.strip()) for x in text.split(",")]
+    return parse_number(text)
 
 
 def protocol_from_args(args: argparse.Namespace) -> TfailProtocol:

@@ -24,9 +24,11 @@ CONFIG_NAME = "study_config.yaml"
 
 
 def json_default(x: Any) -> Any:
-    """JSON encoding of numpy scalars and paths."""
+    """JSON encoding of numpy scalars and arrays and of paths."""
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
     if isinstance(x, Path):
         return str(x)
     raise TypeError(type(x).__name__)

@@ -39,6 +39,9 @@ class TfailSection(TfailProtocol):
     #: per-size production budgets (key: a size as in ``sizes``) bounding the cost of large
     #: sizes; sizes not listed use ``max_steps``. Censoring times may differ between sizes.
     max_steps_by_size: dict[str, int] = Field(default_factory=dict)
+    #: per-size instance counts (key: a size as in ``sizes``); sizes not listed use
+    #: ``instances``. Every model runs the same instances (seeds ``seed``, ``seed+1``, ...).
+    instances_by_size: dict[str, int] = Field(default_factory=dict)
     checkpoint_every: int = Field(500, ge=0)
 
     @field_validator("sizes")
@@ -53,16 +56,27 @@ class TfailSection(TfailProtocol):
     @model_validator(mode="after")
     def _budgets(self) -> TfailSection:
         sizes = parse_sizes(self.sizes)
-        for key, steps in self.max_steps_by_size.items():
-            try:
-                reps = parse_sizes([key])[0]
-            except LegatoError as exc:
-                raise ValueError(f"max_steps_by_size: {exc}") from None
-            if reps not in sizes:
-                raise ValueError(f"max_steps_by_size: size {key!r} is not in sizes")
-            if steps < 1:
-                raise ValueError(f"max_steps_by_size: budget of {key!r} must be >= 1")
+        for name, table in (
+            ("max_steps_by_size", self.max_steps_by_size),
+            ("instances_by_size", self.instances_by_size),
+        ):
+            for key, count in table.items():
+                try:
+                    reps = parse_sizes([key])[0]
+                except LegatoError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+                if reps not in sizes:
+                    raise ValueError(f"{name}: size {key!r} is not in sizes")
+                if count < 1:
+                    raise ValueError(f"{name}: the value of {key!r} must be >= 1")
         return self
+
+    def instances_of(self, reps: tuple[int, int, int]) -> int:
+        """Instances of one size."""
+        for key, n in self.instances_by_size.items():
+            if parse_sizes([key])[0] == tuple(reps):
+                return int(n)
+        return self.instances
 
     def budget(self, reps: tuple[int, int, int]) -> int:
         """Production step budget of one size."""

@@ -274,6 +274,23 @@ def sharpness_job(
     return out
 
 
+def sharpness_kwargs(cfg: Any, model_path: Path, data: Path) -> dict:
+    """Arguments of :func:`sharpness_job` from a study config's sharpness section."""
+    s = cfg.sharpness
+    return {
+        "model_path": str(model_path),
+        "data": str(data),
+        "max_frames": s.max_frames,
+        "batch_size": cfg.errors.batch_size,
+        "rho": s.rho,
+        "samples": s.samples,
+        "stat": s.stat,
+        "dist": s.dist,
+        "seed": s.seed,
+        "pga_steps": s.pga_steps,
+    }
+
+
 def sharpness_jobs(study: Study) -> dict:
     cfg, s = study.cfg, study.cfg.sharpness
     rhos = study.models() if s.all_models else _main_models(study)
@@ -281,18 +298,7 @@ def sharpness_jobs(study: Study) -> dict:
         (
             f"sharpness_{model_name(rho)}",
             sharpness_job,
-            {
-                "model_path": str(study.model_path(rho)),
-                "data": str(study.data_dir / "train_val.extxyz"),
-                "max_frames": s.max_frames,
-                "batch_size": cfg.errors.batch_size,
-                "rho": s.rho,
-                "samples": s.samples,
-                "stat": s.stat,
-                "dist": s.dist,
-                "seed": s.seed,
-                "pga_steps": s.pga_steps,
-            },
+            sharpness_kwargs(cfg, study.model_path(rho), study.data_dir / "train_val.extxyz"),
         )
         for rho in rhos
     ]
