@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rdf": ("rdf", "radial distribution functions from PIMD bead (or centroid, MD) trajectories"),
     "phonons": ("phonons", "harmonic reference: relax, phonon DOS (phonopy) or molecular normal modes"),
     "tfail": ("tfail", "time-to-failure ensemble of one model at several sizes"),
+    "starts": ("starts", "independent starting boxes: tiled pool frames healed by a Langevin run"),
     "scaling": ("scaling", "fit t_failure = alpha * N^-beta and plot (paper Fig. 2)"),
     "rho-search": ("rho_search", "train SAM models over a rho grid, score by t_failure"),
     "study": ("study", "run the whole robustness study (resumable)"),
@@ -42,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 #: commands that evaluate a model without training it: they take ``--no-compile``
-COMPILED = {"evaluate", "md", "pimd", "phonons", "tfail", "rho-search", "study", "demo"}
+COMPILED = {"evaluate", "md", "pimd", "phonons", "tfail", "starts", "rho-search", "study", "demo"}
 
 #: commands that run torch for long: they all take ``--threads``
 THREADED = {
@@ -54,6 +55,7 @@ THREADED = {
     "pimd",
     "phonons",
     "tfail",
+    "starts",
     "rho-search",
     "study",
     "demo",
