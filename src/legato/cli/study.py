@@ -6,6 +6,11 @@ and the chosen Legato at every size, fits the fidelity scaling (Fig. 2), and mea
 errors, sharpness and the loss landscape. Results: ``DIR/results.md`` and
 ``DIR/results.json``, tables (CSV) and PNGs. An interrupted study continues with
 ``--resume`` (same config). See docs/study.md.
+
+A config with ``version: 2`` runs study v2 (several trained models per arm, Adam controls,
+independent starting boxes; docs/reproduction.md): its stages are
+data,train,select,starts,tfail,errors,sharpness,report and ``--max-hours H`` stops
+launching new jobs after H hours (rerun with ``--resume`` to continue).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from legato.errors import LegatoError
 EXAMPLES = """\
   legato study configs/study_quick.yaml --out runs/study_quick
   legato study configs/study.yaml --out runs/study --resume --workers 2 --threads 1
+  legato study configs/study_v2.yaml --out runs/study_v2 --resume --max-hours 2.3
 """
 
 
@@ -35,7 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="LIST",
         help=f"comma-separated stages to run, from {','.join(STAGES)} "
-        "(default: all; a later stage needs the earlier ones)",
+        "(study v2: data,train,select,starts,tfail,errors,sharpness,report; "
+        "default: all; a later stage needs the earlier ones)",
+    )
+    parser.add_argument(
+        "--max-hours",
+        type=float,
+        default=None,
+        metavar="H",
+        help="study v2: start no new job after H hours; the stage stays open for --resume",
     )
     add_workers_argument(parser)
 
@@ -62,16 +76,47 @@ def load_config_with_workers(args: argparse.Namespace):
     return cfg
 
 
+def _stages(text: str | None, valid: tuple[str, ...]) -> tuple[str, ...]:
+    if not text:
+        return valid
+    stages = tuple(s.strip() for s in text.split(","))
+    bad = [s for s in stages if s not in valid]
+    if bad:
+        raise LegatoError(f"unknown stage(s) {', '.join(bad)}; valid: {', '.join(valid)}")
+    return stages
+
+
+def run_v2(args: argparse.Namespace) -> int:
+    from legato.workflows.study_config import set_worker_threads
+    from legato.workflows.study_v2 import STAGES_V2, StudyV2
+    from legato.workflows.study_v2_config import load_study_v2_config
+
+    cfg = load_study_v2_config(args.config)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise LegatoError("--workers must be >= 1")
+        cfg.workers = args.workers
+    note = set_worker_threads(cfg, getattr(args, "threads", None))
+    if note:
+        print(note)
+    stages = _stages(args.stages, STAGES_V2)
+    study = StudyV2(cfg, args.out, resume=args.resume, max_hours=args.max_hours)
+    study.run(stages)
+    if study.done("report"):
+        print(f"results: {study.out / 'results.md'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    from legato.config_file import read_yaml_mapping
     from legato.workflows.study import STAGES, run_study
 
+    if read_yaml_mapping(args.config).get("version") == 2:
+        return run_v2(args)
+    if args.max_hours is not None:
+        raise LegatoError("--max-hours applies to version-2 study configs")
     cfg = load_config_with_workers(args)
-    stages = STAGES
-    if args.stages:
-        stages = tuple(s.strip() for s in args.stages.split(","))
-        bad = [s for s in stages if s not in STAGES]
-        if bad:
-            raise LegatoError(f"unknown stage(s) {', '.join(bad)}; valid: {', '.join(STAGES)}")
+    stages = _stages(args.stages, STAGES)
     study = run_study(cfg, args.out, resume=args.resume, stages=stages)
     if study.done("report"):
         print(f"results: {study.out / 'results.md'}")

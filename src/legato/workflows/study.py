@@ -43,6 +43,7 @@ from legato.workflows.jobs import (
 )
 from legato.workflows.rho_search import plot_rho, rho_rows, write_rho_table
 from legato.workflows.staged import StagedWorkflow
+from legato.workflows.starts import read_starts
 from legato.workflows.study_config import (
     StudyConfig,
     dump_study_config,
@@ -99,11 +100,17 @@ def tfail_job(
     label: str,
     seed: int,
     checkpoint_every: int,
+    starts: str | None = None,
 ) -> list[dict]:
-    """One time-to-failure ensemble (see :func:`legato.workflows.tfail.run_ensemble`)."""
+    """One time-to-failure ensemble (see :func:`legato.workflows.tfail.run_ensemble`);
+    ``starts``: a starts file (:func:`legato.workflows.starts.read_starts`) of its one size."""
     from legato.data import read_frames
 
     base = read_frames(structure)[0]
+    boxes = None
+    if starts is not None:
+        frames = read_starts(starts)
+        boxes = {len(frames[0]): {int(a.info["instance_seed"]): a for a in frames}}
     res = run_ensemble(
         model,
         base,
@@ -115,6 +122,7 @@ def tfail_job(
         seed=seed,
         checkpoint_every=checkpoint_every,
         progress=True,  # the MD progress bar goes to the job's log, shown by run_jobs
+        starts=boxes,
     )
     return res.batches
 

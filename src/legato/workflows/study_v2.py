@@ -1,0 +1,345 @@
+"""Study v2: several trained models per arm, controls, independent starts (docs/reproduction.md).
+
+Stages (recorded in ``OUT/stages.json``; ``--resume`` skips finished ones, interrupted
+trainings and MD batches continue from their checkpoints, and ``max_hours`` stops launching
+new time-to-failure jobs after that many hours so that each session's stage stays bounded):
+
+``data``      train+validation / test split and the base box (as study v1);
+``train``     per seed one SAM run and one Adam run (every epoch's model kept);
+``select``    the four arms' model files (``models/<arm>_s<seed>.pt``) and ``models.csv``;
+``starts``    independent starting boxes per instance and size (``legato.workflows.starts``);
+``tfail``     time-to-failure ensembles of every model at its arm's sizes;
+``errors``    test-set energy and force errors of every model;
+``sharpness`` random-direction and worst-case sharpness of every model;
+``report``    ``runs.csv``, ``results.md``/``.json`` and figures (:mod:`.study_v2_report`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from legato.errors import LegatoError
+from legato.fileio import atomic_write_text
+from legato.stats.failures import FailureTable, merge_tables, read_failure_table
+from legato.workflows.jobs import run_jobs, train_job
+from legato.workflows.staged import StagedWorkflow
+from legato.workflows.starts import build_starts, read_starts, select_pool, write_starts
+from legato.workflows.study import prepare_data, tfail_job
+from legato.workflows.study_report import error_metrics, frame_errors, sharpness_job, sharpness_kwargs
+from legato.workflows.study_v2_config import ARM_LABELS, ARMS, StudyV2Config, train_config
+from legato.workflows.study_v2_report import write_report
+from legato.workflows.tfail import replication_name
+
+STAGES_V2 = ("data", "train", "select", "starts", "tfail", "errors", "sharpness", "report")
+TITLES_V2 = {
+    "data": "split the frames into training and test files, pick the base box",
+    "train": "train one SAM and one Adam run per seed",
+    "select": "pick the models of the four arms",
+    "starts": "independent starting boxes per instance and size",
+    "tfail": "time-to-failure ensembles of every model",
+    "errors": "energy and force errors on the test frames",
+    "sharpness": "loss sharpness of every model (random directions and worst case)",
+    "report": "write runs.csv, results.md and results.json",
+}
+RUNTIME_KEYS_V2 = ("workers", "threads_per_worker")
+
+
+class DeadlineReached(LegatoError):
+    """The session's time budget ran out; rerun with --resume to continue."""
+
+
+def model_key(arm: str, seed: int) -> str:
+    return f"{arm}_s{seed}"
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def read_log(run_dir: Path) -> list[dict[str, float]]:
+    """Rows of a training run's ``log.csv`` as floats."""
+    with open(run_dir / "log.csv", newline="", encoding="utf-8") as fh:
+        return [
+            {k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()}
+            for r in csv.DictReader(fh)
+        ]
+
+
+def pick_epochs(adam_log: list[dict], epochs: int, target_force_rmse: float) -> dict[str, int]:
+    """Epochs of the Adam run that make the three Adam arms: best validation loss within
+    ``epochs`` (``allegro``) and within the whole run (``allegro_2x``), and the epoch whose
+    validation force RMSE is closest to ``target_force_rmse`` (``allegro_matched``)."""
+    ep = np.array([r["epoch"] for r in adam_log], dtype=int)
+    loss = np.array([r["val_loss"] for r in adam_log])
+    frmse = np.array([r["val_forces_rmse_meV_A"] for r in adam_log])
+    first = ep <= epochs
+    if not first.any():
+        raise LegatoError("the Adam run has no epoch within the SAM run's epochs")
+    return {
+        "allegro": int(ep[first][np.argmin(loss[first])]),
+        "allegro_2x": int(ep[np.argmin(loss)]),
+        "allegro_matched": int(ep[np.argmin(np.abs(frmse - target_force_rmse))]),
+    }
+
+
+class StudyV2(StagedWorkflow):
+    """Study v2 in folder ``out``; ``run()`` does what is left (see the module docstring)."""
+
+    TITLES = TITLES_V2
+
+    def __init__(
+        self,
+        cfg: StudyV2Config,
+        out: str | Path,
+        resume: bool = False,
+        log: Callable[[str], None] = print,
+        max_hours: float | None = None,
+    ) -> None:
+        text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        super().__init__(text, out, resume, log, RUNTIME_KEYS_V2)
+        self.cfg = cfg
+        self.data_dir, self.logs = self.out / "data", self.out / "logs"
+        if max_hours is not None and not max_hours > 0:
+            raise LegatoError(f"--max-hours must be > 0, got {max_hours}")
+        self.deadline = None if max_hours is None else time.monotonic() + 3600.0 * max_hours
+
+    def enabled(self, stage: str) -> bool:
+        if stage in ("errors", "sharpness", "starts"):
+            return bool(getattr(self.cfg, stage).enabled)
+        return True
+
+    def run(self, stages: tuple[str, ...] = STAGES_V2) -> dict[str, Any]:
+        """Run the stages not done yet; stops cleanly (stage left open) at the deadline."""
+        for stage in stages:
+            try:
+                self.run_stage(stage)
+            except DeadlineReached as exc:
+                self.log(f"[{stage}] {exc}")
+                return {"stopped_at": stage}
+        return {k: v["result"] for k, v in self.state.items()}
+
+    # --------------------------------------------------------------- paths
+    def run_dir(self, kind: str, seed: int) -> Path:
+        return self.out / "train" / f"{kind}_s{seed}"
+
+    def model_path(self, arm: str, seed: int) -> Path:
+        return self.out / "models" / f"{model_key(arm, seed)}.pt"
+
+    def tfail_dir(self, arm: str, seed: int, reps: tuple[int, int, int]) -> Path:
+        return self.out / "tfail" / model_key(arm, seed) / f"size_{replication_name(reps)}"
+
+    def starts_path(self, n_atoms: int) -> Path:
+        return self.out / "starts" / f"N{n_atoms}.extxyz"
+
+    def models(self) -> list[tuple[str, int]]:
+        return [(arm, seed) for arm in ARMS for seed in self.cfg.seeds]
+
+    def _jobs_until_deadline(self, jobs: list[tuple], what: str) -> dict:
+        """Run jobs ``workers`` at a time; no new group starts after the deadline."""
+        cfg, results = self.cfg, {}
+        for i in range(0, len(jobs), cfg.workers):
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise DeadlineReached(
+                    f"time budget reached with {len(jobs) - i} {what} job(s) left; "
+                    "rerun with --resume to continue"
+                )
+            results.update(
+                run_jobs(jobs[i : i + cfg.workers], cfg.workers, cfg.threads_per_worker, self.logs, self.log)
+            )
+        return results
+
+    # --------------------------------------------------------------- stages
+    def stage_data(self) -> dict:
+        return prepare_data(self.cfg, self.data_dir, self.log)
+
+    def stage_train(self) -> dict:
+        cfg, data = self.cfg, str(self.data_dir / "train_val.extxyz")
+        jobs = []
+        for seed in cfg.seeds:
+            for kind, sam in (("sam", True), ("adam", False)):
+                conf = train_config(cfg, sam, seed, str(self.run_dir(kind, seed)), data)
+                jobs.append((f"train_{kind}_s{seed}", train_job, {"config": conf}))
+        self.log(
+            f"  {len(cfg.seeds)} seed(s): SAM rho={cfg.rho:g} for {cfg.epochs} epochs and Adam for "
+            f"{cfg.adam_factor * cfg.epochs} epochs each"
+        )
+        res = self._jobs_until_deadline(jobs, "training")
+        return {
+            name: {
+                k: s.get(k) for k in ("epochs", "stop_reason", "elapsed_s", "mean_epoch_time_s", "best_epoch")
+            }
+            for name, s in res.items()
+        }
+
+    def stage_select(self) -> dict:
+        """Copy each arm's model file and write ``models.csv`` (one row per model)."""
+        cfg, rows = self.cfg, []
+        for seed in cfg.seeds:
+            sam_dir, adam_dir = self.run_dir("sam", seed), self.run_dir("adam", seed)
+            sam_log, adam_log = read_log(sam_dir), read_log(adam_dir)
+            sam_best = min(sam_log, key=lambda r: r["val_loss"])
+            picks = pick_epochs(adam_log, cfg.epochs, sam_best["val_forces_rmse_meV_A"])
+            chosen = {"legato": (sam_dir / "best_model.pt", sam_best, True)}
+            for arm, epoch in picks.items():
+                row = next(r for r in adam_log if int(r["epoch"]) == epoch)
+                chosen[arm] = (adam_dir / f"model_epoch_{epoch:04d}.pt", row, False)
+            for arm in ARMS:
+                src, row, sam = chosen[arm]
+                dst = self.model_path(arm, seed)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+                epoch = int(row["epoch"])
+                rows.append(
+                    {
+                        "model": arm,
+                        "model_seed": seed,
+                        "label": ARM_LABELS[arm],
+                        "optimizer": "SAM" if sam else "Adam",
+                        "epoch": epoch,
+                        # SAM: two forward/backward passes per step
+                        "gradient_evaluations_epochs": epoch * (2 if sam else 1),
+                        "val_forces_rmse_meV_A": row["val_forces_rmse_meV_A"],
+                        "val_energy_rmse_meV_atom": row.get("val_energy_rmse_meV_atom", float("nan")),
+                        "val_loss": row["val_loss"],
+                        "train_elapsed_s": row.get("elapsed_s", float("nan")),
+                    }
+                )
+            parts = [
+                f"{r['model']} {r['val_forces_rmse_meV_A']:.1f} (epoch {r['epoch']})"
+                for r in rows
+                if r["model_seed"] == seed
+            ]
+            self.log(f"  seed {seed}: val force RMSE (meV/Å): " + ", ".join(parts))
+        atomic_write_text(self.out / "models.csv", _csv_text(rows), overwrite=True)
+        return {"rows": rows}
+
+    def stage_starts(self) -> dict:
+        """One starts file per size: independent boxes, shared by every model (paired runs)."""
+        from legato.data import read_frames
+
+        cfg, st = self.cfg, self.cfg.starts
+        pool = select_pool(read_frames(cfg.data, cfg.data_index), st.pool_temperatures_K)
+        n0 = self.result("data")["base_n_atoms"]
+        sizes = sorted({r for arm in ARMS for r in cfg.sizes_of(arm)}, key=lambda r: r[0] * r[1] * r[2])
+        done = {}
+        for reps in sizes:
+            n_atoms = n0 * reps[0] * reps[1] * reps[2]
+            path = self.starts_path(n_atoms)
+            if not path.is_file():
+                self.log(
+                    f"  N={n_atoms}: {cfg.tfail.instances_of(reps)} boxes from a pool of {len(pool)} frames"
+                )
+                boxes = build_starts(
+                    pool,
+                    reps,
+                    cfg.tfail.instances_of(reps),
+                    cfg.tfail.seed,
+                    cfg.tfail.temperature_K,
+                    st.steps,
+                    st.model,
+                    timestep_fs=st.timestep_fs,
+                )
+                settings = {**st.model_dump(mode="json"), "model": Path(st.model).name}
+                write_starts(path, boxes, settings)
+            done[n_atoms] = sum(int(a.info.get("redraws", 0)) for a in read_starts(path))
+            self.log(f"  N={n_atoms}: {path.name}, {done[n_atoms]} redraw(s)")
+        return {"redraws": done}
+
+    def stage_tfail(self) -> dict:
+        cfg, t = self.cfg, self.cfg.tfail
+        n0 = self.result("data")["base_n_atoms"]
+        jobs = []
+        for arm, seed in self.models():
+            for reps in cfg.sizes_of(arm):
+                n_atoms = n0 * reps[0] * reps[1] * reps[2]
+                out = self.tfail_dir(arm, seed, reps)
+                instances = t.instances_of(reps)
+                table = out / "failures.csv"
+                if table.is_file() and len(read_failure_table(table)) >= instances:
+                    continue
+                starts = self.starts_path(n_atoms) if cfg.starts.enabled else None
+                kw = {
+                    "model": str(self.model_path(arm, seed)),
+                    "structure": str(self.data_dir / "base.extxyz"),
+                    "sizes": [replication_name(reps)],
+                    "instances": instances,
+                    "protocol": t.protocol(reps).to_dict(),
+                    "out": str(out),
+                    "label": model_key(arm, seed),
+                    "seed": t.seed,
+                    "checkpoint_every": t.checkpoint_every,
+                    "starts": None if starts is None else str(starts),
+                }
+                jobs.append((n_atoms, f"tfail_{model_key(arm, seed)}_N{n_atoms}", kw))
+        jobs.sort(key=lambda j: j[0])  # small sizes first: every model gets its base size early
+        self.log(f"  {len(jobs)} ensemble(s) to run")
+        res = self._jobs_until_deadline([(name, tfail_job, kw) for _, name, kw in jobs], "time-to-failure")
+        return {"jobs": len(res)}
+
+    def table(self) -> FailureTable:
+        """All failure tables of the study merged (labels ``<arm>_s<seed>``)."""
+        tables = []
+        for arm, seed in self.models():
+            for reps in self.cfg.sizes_of(arm):
+                p = self.tfail_dir(arm, seed, reps) / "failures.csv"
+                if p.is_file():
+                    tables.append(read_failure_table(p))
+        return merge_tables(tables)
+
+    def stage_errors(self) -> dict:
+        from legato.data import read_frames
+        from legato.models import load_model
+
+        cfg = self.cfg
+        test = read_frames(str(self.data_dir / "test.extxyz"))
+        if cfg.errors.max_frames:
+            test = test[: cfg.errors.max_frames]
+        rows = []
+        for arm, seed in self.models():
+            e = frame_errors(load_model(self.model_path(arm, seed)), test, cfg.errors.batch_size)
+            f_rmse, f_mae, e_rmse, _ = error_metrics(e, np.arange(len(test)))
+            rows.append(
+                {
+                    "model": arm,
+                    "model_seed": seed,
+                    "test_frames": len(test),
+                    "forces_rmse_meV_A": float(f_rmse),
+                    "forces_mae_meV_A": float(f_mae),
+                    "energy_rmse_meV_atom": float(e_rmse),
+                }
+            )
+        atomic_write_text(self.out / "errors.csv", _csv_text(rows), overwrite=True)
+        return {"rows": rows}
+
+    def stage_sharpness(self) -> dict:
+        cfg = self.cfg
+        jobs = [
+            (
+                f"sharpness_{model_key(arm, seed)}",
+                sharpness_job,
+                sharpness_kwargs(cfg, self.model_path(arm, seed), self.data_dir / "train_val.extxyz"),
+            )
+            for arm, seed in self.models()
+        ]
+        res = self._jobs_until_deadline(jobs, "sharpness")
+        rows = [
+            {"model": a, "model_seed": sd, **res[f"sharpness_{model_key(a, sd)}"]} for a, sd in self.models()
+        ]
+        atomic_write_text(self.out / "sharpness.csv", _csv_text(rows), overwrite=True)
+        return {"rows": rows}
+
+    def stage_report(self) -> dict:
+        return write_report(self)

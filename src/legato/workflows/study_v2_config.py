@@ -1,0 +1,152 @@
+"""Schema of the robustness study v2 (``legato study CONFIG.yaml`` with ``version: 2``).
+
+Study v2 trains several models per arm (one per seed; each seed draws its own training
+subset, initial weights and batch order) and derives the arms from two training runs per
+seed (docs/reproduction.md):
+
+``legato``          SAM (ρ = ``rho``), ``epochs`` epochs, best validation loss;
+``allegro``         Adam, best validation loss within the same ``epochs`` (half SAM's gradient
+                    evaluations: SAM takes two per step);
+``allegro_2x``      the same Adam run, best within ``adam_factor`` × ``epochs`` (equal compute);
+``allegro_matched`` the same Adam run, the epoch whose validation force RMSE is closest to the
+                    same seed's Legato model (accuracy-matched control).
+
+Unknown keys are errors naming the nearest valid key; sections shared with study v1
+(``tfail``, ``errors``, ``sharpness``, ``analysis``) have the same schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from legato.config_file import read_yaml_mapping, validate_model
+from legato.errors import LegatoError
+from legato.workflows.study_config import (
+    AnalysisSection,
+    ErrorsSection,
+    SharpnessSection,
+    TfailSection,
+    deep_merge,
+    resolve_path,
+)
+from legato.workflows.tfail import parse_sizes, replication_name
+
+ARMS = ("allegro", "legato", "allegro_2x", "allegro_matched")
+ARM_LABELS = {
+    "allegro": "Allegro (Adam, same epochs)",
+    "legato": "Legato (SAM)",
+    "allegro_2x": "Allegro (Adam, equal compute)",
+    "allegro_matched": "Allegro (Adam, accuracy-matched)",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class StartsSection(_Strict):
+    """Independent starting boxes per instance (legato.workflows.starts, docs/starts.md)."""
+
+    enabled: bool = True  # false: replicas of the base box plus noise (study v1)
+    model: str = "../models/nh3_legato.pt"  # reference potential of the decorrelation run
+    steps: int = Field(500, ge=0)  # thermostatted steps per instance (docs/starts.md)
+    timestep_fs: float = Field(1.0, gt=0)
+    #: the tile pool: the last frame of every MD trajectory at these temperatures
+    pool_temperatures_K: list[float] = Field(default_factory=lambda: [200.0, 250.0])
+    seed: int = Field(0, ge=0)
+
+
+class StudyV2Config(_Strict):
+    """Study v2: data, seeds, arms, starting boxes, time to failure, analyses."""
+
+    version: Literal[2]
+    data: str  # labelled frames; info["split"] == "test" marks held-out frames
+    data_index: str = ":"
+    test_fraction: float = Field(0.1, gt=0, lt=1)  # when the frames carry no split labels
+    split_seed: int = 0
+    train_frames: dict[str, list[str | float]] = Field(default_factory=dict)
+    #: a ``legato train`` config without run_dir and data.path (the study sets them, and the
+    #: seed: training.seed and data.split_seed)
+    train: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
+    rho: float = Field(0.005, gt=0)  # SAM ρ of the Legato arm
+    epochs: int = Field(20, ge=1)  # SAM epochs; Adam runs adam_factor × epochs
+    adam_factor: int = Field(2, ge=1)
+    #: sizes each arm runs at (keys: arms; default: every arm at every tfail size)
+    arm_sizes: dict[str, list[int | str]] = Field(default_factory=dict)
+    starts: StartsSection = Field(default_factory=StartsSection)
+    tfail: TfailSection = Field(default_factory=TfailSection)
+    errors: ErrorsSection = Field(default_factory=ErrorsSection)
+    sharpness: SharpnessSection = Field(default_factory=SharpnessSection)
+    analysis: AnalysisSection = Field(default_factory=AnalysisSection)
+    workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value) or min(value) < 0:
+            raise ValueError("seeds must be distinct non-negative integers")
+        return value
+
+    @model_validator(mode="after")
+    def _arm_sizes(self) -> StudyV2Config:
+        sizes = parse_sizes(self.tfail.sizes)
+        for arm, wanted in self.arm_sizes.items():
+            if arm not in ARMS:
+                raise ValueError(f"arm_sizes: unknown arm {arm!r} (arms: {', '.join(ARMS)})")
+            for reps in parse_sizes(wanted):
+                if reps not in sizes:
+                    raise ValueError(f"arm_sizes.{arm}: size {replication_name(reps)} is not in tfail.sizes")
+        return self
+
+    def sizes_of(self, arm: str) -> list[tuple[int, int, int]]:
+        """Replications arm ``arm`` runs at."""
+        return parse_sizes(self.arm_sizes.get(arm, self.tfail.sizes))
+
+
+def train_config(cfg: StudyV2Config, sam: bool, seed: int, run_dir: str, data_path: str) -> dict:
+    """The ``legato train`` config of one run: SAM (ρ, ``epochs``) or Adam (``adam_factor`` ×
+    ``epochs``, every epoch's model kept so the study can pick the control arms)."""
+    over: dict[str, Any] = {
+        "run_dir": run_dir,
+        "data": {"path": data_path, "split_seed": seed},
+        "training": {
+            "seed": seed,
+            "progress": False,
+            "num_threads": cfg.threads_per_worker,
+            "max_epochs": cfg.epochs if sam else cfg.adam_factor * cfg.epochs,
+            "save_every_epoch_model": not sam,
+        },
+        "sam": {"enabled": True, "rho": cfg.rho} if sam else {"enabled": False},
+        # every epoch up to the cap, so SAM and Adam see the same number of epochs
+        "early_stopping": {"enabled": False},
+    }
+    return deep_merge(cfg.train, over)
+
+
+def check_train_section(cfg: StudyV2Config) -> None:
+    from legato.train.config import parse_config
+
+    for key in ("run_dir",):
+        if key in cfg.train:
+            raise LegatoError(f"'{key}' is set by the study; remove it from train")
+    for sam in (False, True):
+        parse_config(train_config(cfg, sam, cfg.seeds[0], "<run_dir>", "<data>"), "study config (train)")
+
+
+def load_study_v2_config(path: str | Path, data: dict | None = None) -> StudyV2Config:
+    """Read (or take ``data``), validate and resolve relative paths (config folder first)."""
+    path = Path(path)
+    raw = read_yaml_mapping(path) if data is None else data
+    cfg = validate_model(StudyV2Config, raw, str(path))
+    check_train_section(cfg)
+    base = path.resolve().parent
+    cfg.data = resolve_path(cfg.data, base)
+    cfg.starts.model = resolve_path(cfg.starts.model, base)
+    if cfg.tfail.structure is not None:
+        cfg.tfail.structure = resolve_path(cfg.tfail.structure, base)
+    return cfg

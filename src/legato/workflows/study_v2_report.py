@@ -1,0 +1,364 @@
+"""Report of study v2: ``runs.csv`` (one row per model × instance × size), statistics over
+models and instances (:mod:`legato.stats.hierarchical`), ``results.json``/``results.md`` and
+figures. Everything here reads the study folder's tables; nothing runs MD or training.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from legato.config_file import parse_number
+from legato.errors import LegatoError
+from legato.fileio import atomic_write_text
+from legato.stats.failures import FailureRecord, FailureTable
+from legato.stats.hierarchical import (
+    compare_betas,
+    hierarchical_mean,
+    paired_comparison,
+    pooled_beta,
+    ratio_of_means,
+    shape_homogeneity,
+    weibull_shape,
+)
+from legato.workflows.plots import plot_survival, save_png
+from legato.workflows.staged import json_default
+from legato.workflows.study_v2_config import ARM_LABELS, ARMS
+
+if TYPE_CHECKING:
+    from legato.workflows.study_v2 import StudyV2
+
+RUN_COLUMNS = (
+    "model",
+    "model_seed",
+    "n_atoms",
+    "instance_seed",
+    "stage",
+    "t_failure_steps",
+    "t_total_steps",
+    "t_failure_fs",
+    "budget_steps",
+    "reason",
+    "censored",
+)
+CLOCKS = {"production": "t_failure_steps", "total": "t_total_steps"}
+
+
+def split_label(label: str) -> tuple[str, int]:
+    """``allegro_2x_s3`` -> (``allegro_2x``, 3)."""
+    arm, _, seed = label.rpartition("_s")
+    if arm not in ARMS or not seed.isdigit():
+        raise LegatoError(f"run label {label!r} is not <arm>_s<seed>")
+    return arm, int(seed)
+
+
+def run_rows(table: FailureTable, budgets: dict[int, int]) -> list[dict[str, Any]]:
+    """One row per run of the merged failure tables (columns :data:`RUN_COLUMNS`)."""
+    rows = []
+    for r in table:
+        arm, seed = split_label(r.model)
+        rows.append(
+            {
+                "model": arm,
+                "model_seed": seed,
+                "n_atoms": r.n_atoms,
+                "instance_seed": r.seed,
+                "stage": r.extra.get("stage", ""),
+                "t_failure_steps": r.t_failure_steps,
+                "t_total_steps": int(r.extra.get("t_total_steps") or r.t_failure_steps),
+                "t_failure_fs": r.t_failure_fs,
+                "budget_steps": budgets.get(r.n_atoms, ""),
+                "reason": r.reason,
+                "censored": r.censored,
+            }
+        )
+    rows.sort(key=lambda d: (ARMS.index(d["model"]), d["model_seed"], d["n_atoms"], d["instance_seed"]))
+    return rows
+
+
+def _csv(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns or rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- statistics
+def _times(rows: list[dict], clock: str) -> dict[tuple[str, int], dict[int, dict[int, tuple[float, bool]]]]:
+    """(arm, n_atoms) -> model seed -> instance seed -> (time, censored); time >= 1 step
+    (a run failing in NVT has 0 steps on the production clock: counted as 1 so logs exist)."""
+    out: dict = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        t = max(float(r[CLOCKS[clock]]), 1.0)
+        out[(r["model"], r["n_atoms"])][r["model_seed"]][r["instance_seed"]] = (t, bool(r["censored"]))
+    return out
+
+
+def analyse(rows: list[dict], clock: str, n_boot: int, confidence: float, seed: int = 0) -> dict[str, Any]:
+    """Per arm and size: counts, reasons, hierarchical means, Weibull shapes; Legato against
+    each Adam arm: independent and paired ratios; β per model and pooled with tests."""
+    data = _times(rows, clock)
+    arms = [a for a in ARMS if any(k[0] == a for k in data)]
+    sizes = sorted({k[1] for k in data})
+    per_size: list[dict] = []
+    for arm in arms:
+        for n in sizes:
+            models = data.get((arm, n))
+            if not models:
+                continue
+            sub = [r for r in rows if r["model"] == arm and r["n_atoms"] == n]
+            groups = [np.array([v[0] for v in m.values()]) for m in models.values()]
+            t = np.array([v[0] for m in models.values() for v in m.values()])
+            cens = np.array([v[1] for m in models.values() for v in m.values()])
+            entry: dict[str, Any] = {
+                "model": arm,
+                "n_atoms": n,
+                "models": len(models),
+                "runs": int(t.size),
+                "failed": int((~cens).sum()),
+                "failed_in_nvt": sum(r["stage"] == "nvt" and not r["censored"] for r in sub),
+                "reasons": dict(Counter(r["reason"] for r in sub if not r["censored"])),
+                "mean": asdict(hierarchical_mean(groups, n_boot, seed, confidence)),
+                "per_model_mean": {s: float(np.mean([v[0] for v in m.values()])) for s, m in models.items()},
+            }
+            try:
+                entry["weibull_shape"] = asdict(weibull_shape(t, cens, confidence))
+            except LegatoError as exc:
+                entry["weibull_shape"] = str(exc)
+            per_size.append(entry)
+    comparisons = []
+    for other in [a for a in arms if a != "legato"] if "legato" in arms else []:
+        for n in sizes:
+            a, b = data.get((other, n)), data.get(("legato", n))
+            if not a or not b:
+                continue
+            ga = [np.array([v[0] for v in m.values()]) for m in a.values()]
+            gb = [np.array([v[0] for v in m.values()]) for m in b.values()]
+            shared = sorted(set.intersection(*(set(m) for m in [*a.values(), *b.values()])))
+            c: dict[str, Any] = {
+                "a": other,
+                "b": "legato",
+                "n_atoms": n,
+                "ratio_of_means": asdict(ratio_of_means(ga, gb, n_boot, seed, confidence)),
+            }
+            if len(shared) >= 2:
+                pa = np.array([[m[s][0] for s in shared] for m in a.values()])
+                pb = np.array([[m[s][0] for s in shared] for m in b.values()])
+                c["paired"] = asdict(paired_comparison(pa, pb, n_boot, seed, confidence))
+            comparisons.append(c)
+    betas: dict[str, Any] = {}
+    model_runs: dict[str, list[dict[int, np.ndarray]]] = {}
+    for arm in arms:
+        by_seed: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
+        for (a, n), models in data.items():
+            if a == arm:
+                for s, m in models.items():
+                    by_seed[s][n] = np.array([v[0] for v in m.values()])
+        fitted = sorted(s for s, m in by_seed.items() if len(m) >= 2)  # models with >= 2 sizes
+        if fitted:
+            runs = [by_seed[s] for s in fitted]
+            model_runs[arm] = runs
+            pb = pooled_beta(runs, n_boot, seed, confidence)
+            betas[arm] = {**asdict(pb), "per_model": dict(zip(fitted, pb.per_model, strict=True))}
+            samples = {n: _pooled_sample(data[(arm, n)]) for n in sizes if (arm, n) in data}
+            try:
+                lr, p, dof = shape_homogeneity(samples)
+                betas[arm]["shape_homogeneity"] = {"lr": lr, "p": p, "dof": dof}
+            except LegatoError as exc:
+                betas[arm]["shape_homogeneity"] = str(exc)
+    beta_tests = [
+        {
+            "a": other,
+            "b": "legato",
+            **asdict(compare_betas(model_runs[other], model_runs["legato"], n_boot, seed, confidence)),
+        }
+        for other in model_runs
+        if other != "legato" and "legato" in model_runs
+    ]
+    return {
+        "clock": clock,
+        "per_size": per_size,
+        "comparisons": comparisons,
+        "beta": betas,
+        "beta_tests": beta_tests,
+    }
+
+
+def _pooled_sample(models: dict[int, dict[int, tuple[float, bool]]]) -> tuple[np.ndarray, np.ndarray]:
+    vals = [v for m in models.values() for v in m.values()]
+    return np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
+
+
+# ----------------------------------------------------------------------------- figures
+def scaling_figure(rows: list[dict], stats: dict, clock: str) -> Figure:
+    """Mean t_failure against N: each model's means (thin), arm means with intervals (thick)."""
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.add_subplot()
+    colors = {
+        "allegro": "tab:red",
+        "legato": "tab:blue",
+        "allegro_2x": "tab:orange",
+        "allegro_matched": "tab:purple",
+    }
+    for arm in ARMS:
+        entries = [e for e in stats["per_size"] if e["model"] == arm]
+        if not entries:
+            continue
+        ns = np.array([e["n_atoms"] for e in entries], float)
+        for s in entries[0]["per_model_mean"]:
+            pts = [(e["n_atoms"], e["per_model_mean"][s]) for e in entries if s in e["per_model_mean"]]
+            ax.plot(*zip(*pts, strict=True), color=colors[arm], lw=0.6, alpha=0.4, marker=".")
+        m = np.array([e["mean"]["value"] for e in entries])
+        lo = np.array([e["mean"]["lo"] for e in entries])
+        hi = np.array([e["mean"]["hi"] for e in entries])
+        beta = stats["beta"].get(arm, {}).get("pooled")
+        lab = ARM_LABELS[arm] + (
+            f", β = {beta['value']:.2f} [{beta['lo']:.2f}, {beta['hi']:.2f}]" if beta else ""
+        )
+        ax.errorbar(ns, m, yerr=[m - lo, hi - m], color=colors[arm], lw=2, capsize=3, marker="o", label=lab)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("atoms N")
+    ax.set_ylabel(f"mean t_failure ({'NVE' if clock == 'production' else 'total'} steps)")
+    ax.legend(fontsize=7)
+    ax.set_title("time to failure: models (thin) and arm means with 95 % intervals", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- report
+def _f(x: Any, nd: int = 0) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
+
+
+def _iv(d: dict, nd: int = 0) -> str:
+    return f"{_f(d['value'], nd)} [{_f(d['lo'], nd)}, {_f(d['hi'], nd)}]"
+
+
+def markdown(stats: dict[str, dict], models: list[dict]) -> str:
+    lines = ["# Study v2 results", ""]
+    if models:
+        lines += [
+            "## Models",
+            "",
+            "| model | seed | epoch | grad. evals (epochs) | val F RMSE | test F RMSE |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in models:
+            lines.append(
+                f"| {m['model']} | {m['model_seed']} | {m['epoch']} | {m['gradient_evaluations_epochs']} | "
+                f"{_f(float(m['val_forces_rmse_meV_A']), 1)} | {_f(m.get('forces_rmse_meV_A'), 1)} |"
+            )
+        lines.append("")
+    for clock, st in stats.items():
+        lines += [
+            f"## Clock: {clock}",
+            "",
+            "| model | N | models | runs | failed (NVT) | mean t [95 % CI] | Weibull k |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for e in st["per_size"]:
+            k = e["weibull_shape"]
+            ks = _iv(k["shape"], 2) if isinstance(k, dict) else "n/a"
+            lines.append(
+                f"| {e['model']} | {e['n_atoms']} | {e['models']} | {e['runs']} | "
+                f"{e['failed']} ({e['failed_in_nvt']}) | {_iv(e['mean'])} | {ks} |"
+            )
+        lines += [
+            "",
+            "| Legato vs | N | ratio of means | paired ratio | wins L/A | p (sign) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in st["comparisons"]:
+            p = c.get("paired")
+            lines.append(
+                f"| {c['a']} | {c['n_atoms']} | {_iv(c['ratio_of_means'], 2)} | "
+                + (
+                    f"{_iv(p['ratio'], 2)} | {p['wins_b']}/{p['wins_a']} | {p['p_sign']:.2g} |"
+                    if p
+                    else "n/a | | |"
+                )
+            )
+        lines += [
+            "",
+            "| model | β per model | pooled β [95 % CI] | shape homogeneity p |",
+            "|---|---|---|---|",
+        ]
+        for arm, b in st["beta"].items():
+            per = ", ".join(f"{v:.2f}" for v in b["per_model"].values())
+            sh = b.get("shape_homogeneity")
+            lines.append(
+                f"| {arm} | {per} | {_iv(b['pooled'], 2)} | {sh['p']:.2g} |"
+                if isinstance(sh, dict)
+                else f"| {arm} | {per} | {_iv(b['pooled'], 2)} | n/a |"
+            )
+        for t in st["beta_tests"]:
+            g = t["hedges_g"]
+            lines.append(
+                f"\nβ_legato − β_{t['a']} = {_iv(t['difference'], 2)}; one-sided p (bootstrap) "
+                f"{t['p_bootstrap']:.2g}, p (Welch) {_f(t['p_welch'], 3)}, Hedges g {_f(g, 2)}"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(study: StudyV2) -> dict:
+    cfg = study.cfg
+    table = study.table()
+    if len(table) == 0:
+        raise LegatoError("no time-to-failure runs to report")
+    n0 = study.result("data")["base_n_atoms"]
+    budgets = {}
+    for arm in ARMS:
+        for reps in cfg.sizes_of(arm):
+            budgets[n0 * reps[0] * reps[1] * reps[2]] = cfg.tfail.budget(reps)
+    rows = run_rows(table, budgets)
+    atomic_write_text(study.out / "runs.csv", _csv(rows, RUN_COLUMNS), overwrite=True)
+    a = cfg.analysis
+    stats = {clock: analyse(rows, clock, a.n_boot, a.confidence, a.seed) for clock in CLOCKS}
+    models = _read_csv(study.out / "models.csv")
+    errors = {(r["model"], r["model_seed"]): r for r in _read_csv(study.out / "errors.csv")}
+    for m in models:
+        m.update({k: v for k, v in errors.get((m["model"], m["model_seed"]), {}).items() if k not in m})
+    atomic_write_text(
+        study.out / "results.json",
+        json.dumps({"stats": stats, "models": models}, indent=1, default=json_default) + "\n",
+    )
+    atomic_write_text(study.out / "results.md", markdown(stats, models))
+    for clock, st in stats.items():
+        save_png(scaling_figure(rows, st, clock), study.out / f"tfail_scaling_{clock}.png", overwrite=True)
+    pooled = FailureTable(
+        [
+            FailureRecord(
+                r.model.rpartition("_s")[0],
+                r.n_atoms,
+                r.seed * 1000 + split_label(r.model)[1],
+                r.t_failure_steps,
+                r.t_failure_fs,
+                r.reason,
+                r.censored,
+            )
+            for r in table
+        ]
+    )
+    plot_survival(pooled, study.out / "survival.png", overwrite=True, clock="production")
+    study.log((study.out / "results.md").read_text())
+    return {"runs": len(rows), "files": ["runs.csv", "results.json", "results.md", "survival.png"]}
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [{k: parse_number(v) for k, v in r.items()} for r in rows]

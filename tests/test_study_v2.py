@@ -1,0 +1,117 @@
+"""Study v2 end to end at a tiny size: seeds × arms, control selection, paired runs,
+hierarchical report; its config schema and the installed command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from test_study import tiny_nh3_data
+
+from legato.errors import LegatoError
+from legato.workflows.study_v2 import StudyV2, pick_epochs
+from legato.workflows.study_v2_config import ARMS, load_study_v2_config
+from legato.workflows.study_v2_report import RUN_COLUMNS, split_label
+
+torch.set_num_threads(1)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return tiny_nh3_data(tmp_path_factory.mktemp("nh3v2") / "nh3_tiny.extxyz")
+
+
+def _config(tmp_path: Path, data: Path, **over) -> Path:
+    cfg = yaml.safe_load((CONFIGS / "study_v2_tiny.yaml").read_text())
+    cfg["data"] = str(data)
+    cfg.update(over)
+    path = tmp_path / "study_v2.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_pick_epochs_defines_the_adam_arms():
+    log = [
+        {"epoch": 1, "val_loss": 5.0, "val_forces_rmse_meV_A": 300.0},
+        {"epoch": 2, "val_loss": 3.0, "val_forces_rmse_meV_A": 200.0},
+        {"epoch": 3, "val_loss": 3.5, "val_forces_rmse_meV_A": 210.0},
+        {"epoch": 4, "val_loss": 1.0, "val_forces_rmse_meV_A": 100.0},
+    ]
+    assert pick_epochs(log, 2, 290.0) == {"allegro": 2, "allegro_2x": 4, "allegro_matched": 1}
+    assert pick_epochs(log, 3, 120.0)["allegro_matched"] == 4
+    assert split_label("allegro_2x_s3") == ("allegro_2x", 3)
+    with pytest.raises(LegatoError):
+        split_label("other_s1")
+
+
+def test_config_schema(tiny_data, tmp_path):
+    cfg = load_study_v2_config(_config(tmp_path, tiny_data))
+    assert cfg.sizes_of("allegro_2x") == [(1, 1, 1)] and len(cfg.sizes_of("legato")) == 2
+    for name in ("study_v2.yaml", "study_v2_paper_model.yaml"):
+        assert load_study_v2_config(CONFIGS / name).version == 2
+    with pytest.raises(LegatoError, match="arm_sizes"):
+        load_study_v2_config(_config(tmp_path, tiny_data, arm_sizes={"adam": [1]}))
+    with pytest.raises(LegatoError, match="seeds"):
+        load_study_v2_config(_config(tmp_path, tiny_data, seeds=[1, 1]))
+    with pytest.raises(LegatoError, match="did you mean 'epochs'"):
+        load_study_v2_config(_config(tmp_path, tiny_data, epoch=3))
+
+
+def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
+    path = _config(tmp_path, tiny_data, sharpness={"samples": 3, "max_frames": 2, "pga_steps": 2})
+    out = tmp_path / "study"
+    cfg = load_study_v2_config(path)
+    study = StudyV2(cfg, out, log=lambda s: None)
+    study.run(("data", "train", "select"))
+    with open(out / "models.csv", newline="") as fh:
+        models = list(csv.DictReader(fh))
+    assert {(m["model"], int(m["model_seed"])) for m in models} == {(a, s) for a in ARMS for s in (1, 2)}
+    for m in models:  # SAM: twice the gradient evaluations per epoch; Adam 2x: up to 2x epochs
+        assert int(m["gradient_evaluations_epochs"]) == int(m["epoch"]) * (2 if m["model"] == "legato" else 1)
+        assert int(m["epoch"]) <= (2 if m["model"] in ("legato", "allegro") else 4)
+        assert (out / "models" / f"{m['model']}_s{m['model_seed']}.pt").is_file()
+    # a resumed study with the same config continues; the report needs every stage
+    study = StudyV2(load_study_v2_config(path), out, resume=True, log=lambda s: None)
+    study.run()
+    with open(out / "runs.csv", newline="") as fh:
+        runs = list(csv.DictReader(fh))
+    assert tuple(runs[0]) == RUN_COLUMNS
+    # 2 seeds × (2 arms × 2 sizes + 2 controls × 1 size) × 3 instances
+    assert len(runs) == 2 * (2 * 2 + 2) * 3
+    base = [r for r in runs if r["n_atoms"] == "8"]
+    seeds_by_model = {(r["model"], r["model_seed"]) for r in base}
+    assert len(seeds_by_model) == 8 and {r["instance_seed"] for r in base} == {"0", "1", "2"}
+    res = json.loads((out / "results.json").read_text())
+    prod = res["stats"]["production"]
+    assert {e["model"] for e in prod["per_size"]} == set(ARMS)
+    assert any("paired" in c for c in prod["comparisons"])
+    assert set(prod["beta"]) == {"allegro", "legato"} and prod["beta_tests"]
+    with open(out / "sharpness.csv", newline="") as fh:
+        sharp = list(csv.DictReader(fh))
+    assert all(float(r["worst_case_value"]) >= float(r["value"]) - 1e-12 for r in sharp)
+    for name in ("results.md", "errors.csv", "tfail_scaling_production.png", "survival.png"):
+        assert (out / name).is_file()
+    assert str(tmp_path) not in (out / "results.md").read_text()
+
+
+def test_cli_refuses_bad_input(tiny_data, tmp_path):
+    path = _config(tmp_path, tiny_data)
+    r = subprocess.run(
+        ["legato", "study", str(path), "--out", str(tmp_path / "o"), "--stages", "data,trian"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "trian" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run(
+        ["legato", "study", str(path), "--out", str(tmp_path / "o"), "--max-hours", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and "max-hours" in r.stderr and "Traceback" not in r.stderr
