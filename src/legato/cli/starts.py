@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", default="models/nh3_legato.pt", help="reference model of the healing run")
     parser.add_argument(
-        "--max-redraws", type=int, default=5, metavar="N", help="redraws of a failing instance"
+        "--max-redraws", type=int, default=20, metavar="N", help="redraws of a failing instance"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (N<n>.extxyz per size)")
     parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")

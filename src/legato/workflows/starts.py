@@ -40,6 +40,7 @@ from legato.errors import LegatoError
 from legato.fileio import atomic_save, atomic_write_text
 from legato.md.fingerprint import model_fingerprint
 from legato.md.runner import MDRunner
+from legato.md.state import MDState
 from legato.workflows.plots import save_png
 from legato.workflows.tfail import Replication
 
@@ -416,7 +417,7 @@ def build_starts(
     friction_per_fs: float = 0.01,
     limits_A: dict[str, float] | None = None,
     fail_pairs_A: dict[str, float] | None = None,
-    max_redraws: int = 5,
+    max_redraws: int = 20,
     quench_steps: int = 100,
     quench_friction_per_fs: float = 0.5,
     progress: bool = True,
@@ -442,7 +443,7 @@ def build_starts(
     done: dict[int, Atoms] = {}
 
     def redraw(s: int, why: str) -> None:
-        reasons[s].append(why)
+        reasons[s].append(why.replace('"', "'").replace("\\", "/"))  # extxyz-safe inside JSON
         attempt[s] += 1
         if attempt[s] > max_redraws:
             raise LegatoError(f"instance {s}: failed {attempt[s]} times; last: {why}")
@@ -470,7 +471,7 @@ def build_starts(
                 {"quench_steps": quench_steps, "healing_steps": steps, "timestep_fs": timestep_fs}
             )
             box.info.update({"temperature_K": temperature_K, "redraws": attempt[s]})
-            box.info["redraw_reasons"] = json.dumps(reasons[s])
+            box.info["redraw_reasons"] = json.dumps(reasons[s], ensure_ascii=False)
             done[s] = box
     return [done[s] for s in seeds]
 
@@ -491,7 +492,7 @@ def write_starts(path: str | os.PathLike, boxes: Sequence[Atoms], settings: dict
         a.set_masses(b.get_masses())
         a.info.update({k: v for k, v in b.info.items() if isinstance(v, (int, float, str))})
         if settings is not None:
-            a.info["settings"] = json.dumps(settings, sort_keys=True)
+            a.info["settings"] = json.dumps(settings, sort_keys=True, ensure_ascii=False)
         frames.append(a)
     atomic_save(path, lambda fh: ase.io.write(fh, frames, format="extxyz"), binary=False)
     return path
@@ -707,7 +708,7 @@ def measure_decorrelation(
     return {"curves": rec, "summary": summary}
 
 
-def _positions(template: Atoms, state, r: int) -> Atoms:
+def _positions(template: Atoms, state: MDState, r: int) -> Atoms:
     """``template`` with the positions of batch position ``r`` of an MD state."""
     a = template.copy()
     a.positions = state.positions[state.atom_slice(r)].numpy()
