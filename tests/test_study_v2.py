@@ -55,6 +55,14 @@ def test_config_schema(tiny_data, tmp_path):
     assert cfg.sizes_of("allegro_2x") == [(1, 1, 1)] and len(cfg.sizes_of("legato")) == 2
     for name in ("study_v2.yaml", "study_v2_paper_model.yaml"):
         assert load_study_v2_config(CONFIGS / name).version == 2
+    # Table 1 (rho grid, v1 schema) and Table 4 (l_max 0 and 2) configs of study v2
+    from legato.train.config import parse_config
+    from legato.workflows.study_config import load_study_config
+
+    assert len(load_study_config(CONFIGS / "study_v2_rho.yaml").rho_grid) == 6
+    for lmax in (0, 2):
+        train = parse_config(yaml.safe_load((CONFIGS / f"table4_lmax{lmax}.yaml").read_text()), "table4")
+        assert train.model["l_max"] == lmax
     with pytest.raises(LegatoError, match="arm_sizes"):
         load_study_v2_config(_config(tmp_path, tiny_data, arm_sizes={"adam": [1]}))
     with pytest.raises(LegatoError, match="seeds"):
