@@ -207,3 +207,18 @@ def test_cli_bad_input_and_no_overwrite(frames, tmp_path, capsys):
     assert other.returncode != 0 and "Traceback" not in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1 and "refusing to overwrite" in other.stderr
     assert made.read_bytes() == before
+
+
+def test_measure_decorrelation_runs_and_writes(pool, model, tmp_path):
+    md = S.Langevin(200.0, quench_steps=2, progress=False)
+    res = S.measure_decorrelation(pool, model, steps=4, every=2, repeats=1, out_dir=tmp_path, md=md)
+    curves, summary = res["curves"], res["summary"]
+    assert curves["step"] == [0, 2, 4] and curves["copies_alive"] == [1, 1, 1]
+    assert curves["q_k12"][0] > 0.95 and summary["pool"] == ["T200_b0", "T200_b1", "T200_b2"]
+    assert summary["delta0_eV_atom"] is None or np.isfinite(summary["delta0_eV_atom"])
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "decorrelation.csv",
+        "decorrelation.json",
+        "decorrelation.png",
+    }
+    assert str(tmp_path) not in (tmp_path / "decorrelation.json").read_text()  # no paths recorded

@@ -1,22 +1,15 @@
 """Independent starting structures for time-to-failure instances (docs/starts.md).
 
-An instance box of a×b×c tiles is assembled from a pool of independent 128-atom frames
-(:func:`select_pool`: the last frame of each distinct MD trajectory at the chosen
-temperatures). Every tile is a pool frame moved by a random proper rotation of the cube (one
-of :data:`ROTATIONS`, about the cube's centre) and a random periodic shift, molecules kept
-whole (wrapped by their centre of mass). A placement is redrawn (seeded) while it makes
-intermolecular contacts below :data:`CONTACT_LIMITS_A` with the tiles already placed; the
-best of ``draws`` placements is kept and its remaining contacts are removed by rigid
-translations of molecules (bond lengths unchanged). The box is then healed (:func:`heal`):
-a Langevin (BAOAB) quench at strong friction, then ``steps`` at the normal friction, with a
-reference model (:mod:`legato.md`, one batch for all instances); an instance whose run fails
-a detector is retiled and rerun with a new derived seed, and that is recorded. Only positions
-are kept. Everything of an instance derives from its integer seed (:func:`derived_seed`): the
-same seed gives the same box bit for bit.
-
-:func:`measure_decorrelation` measures what the healing length is judged against: the
-inter-copy neighbour-identity overlap q(t) of a 2×2×2 replicated frame (τ) and the energy of
-a tiled box relative to untiled bulk (healing time)."""
+A box of a×b×c tiles is assembled from a pool of independent 128-atom frames
+(:func:`select_pool`); every tile is a pool frame moved by a random proper rotation of the
+cube (:data:`ROTATIONS`) and a random periodic shift, molecules kept whole. Placements making
+intermolecular contacts below :data:`CONTACT_LIMITS_A` are redrawn, remaining contacts are
+removed by rigid molecule translations (:func:`tile_box`). The box is then healed by Langevin
+MD with a reference model (:func:`heal`); an instance whose run fails is retiled with a new
+derived seed, and that is recorded (:func:`build_starts`). Everything of an instance derives
+from its integer seed. :func:`measure_decorrelation` measures the decorrelation time τ and
+the interface healing time the healing length is judged against.
+"""
 
 from __future__ import annotations
 
@@ -199,22 +192,25 @@ def select_pool(frames: Sequence[Atoms], temperatures_K: Sequence[float] | None 
         info = atoms.info
         if info.get("source") != "md" or "traj" not in info:
             continue
-        if temperatures_K is not None and not any(
-            abs(float(info.get("temperature_K", -1)) - t) < 1e-6 for t in temperatures_K
-        ):
+        t_info = float(info.get("temperature_K", -1))
+        if temperatures_K is not None and min(abs(t_info - t) for t in temperatures_K) > 1e-6:
             continue
         name = str(info["traj"])
         if name not in last or int(info.get("step", 0)) >= int(last[name].info.get("step", 0)):
             last[name] = atoms
     if not last:
         raise LegatoError(f"no MD trajectories (info 'traj', source 'md') at {temperatures_K} K")
-    pool = []
-    for name in sorted(last):
-        a = Atoms(last[name].numbers, last[name].positions, cell=last[name].cell, pbc=last[name].pbc)
-        a.set_masses(last[name].get_masses())
+    pool = [_bare(last[name]) for name in sorted(last)]
+    for a, name in zip(pool, sorted(last), strict=True):
         a.info.update({"traj": name, "step": int(last[name].info.get("step", 0))})
-        pool.append(a)
     return pool
+
+
+def _bare(b: Atoms) -> Atoms:
+    """Numbers, positions, cell, pbc and masses of ``b``; no labels, info or momenta."""
+    a = Atoms(b.numbers, b.positions, cell=b.cell, pbc=b.pbc)
+    a.set_masses(b.get_masses())
+    return a
 
 
 # ----------------------------------------------------------------------------- tiling
@@ -488,8 +484,7 @@ def write_starts(path: str | os.PathLike, boxes: Sequence[Atoms], settings: dict
         raise LegatoError(f"{path} exists; refusing to overwrite it")
     frames = []
     for b in boxes:
-        a = Atoms(b.numbers, b.positions, cell=b.cell, pbc=b.pbc)
-        a.set_masses(b.get_masses())
+        a = _bare(b)
         a.info.update({k: v for k, v in b.info.items() if isinstance(v, (int, float, str))})
         if settings is not None:
             a.info["settings"] = json.dumps(settings, sort_keys=True, ensure_ascii=False)
@@ -669,7 +664,7 @@ def measure_decorrelation(
         e, temp = np.full(len(boxes), np.nan), np.full(len(boxes), np.nan)
         e[ids], temp[ids] = s.energy.numpy() / natoms[ids], s.temperature_K().numpy()  # eV/atom, K
         alive = [c for c in range(repeats) if c in ids]
-        nb = [neighbour_ids(_positions(copies[c], s, ids.index(c)), max(ks), m_base) for c in alive]
+        nb = [neighbour_ids(_at(copies[c], s, ids.index(c)), max(ks), m_base) for c in alive]
         for k in ks:
             q = [copy_overlap(x.reshape(8, m_base, max(ks))[:, :, :k]) for x in nb]
             rec[f"q_k{k}"].append(float(np.mean(q)) if q else math.nan)
@@ -708,7 +703,7 @@ def measure_decorrelation(
     return {"curves": rec, "summary": summary}
 
 
-def _positions(template: Atoms, state: MDState, r: int) -> Atoms:
+def _at(template: Atoms, state: MDState, r: int) -> Atoms:
     """``template`` with the positions of batch position ``r`` of an MD state."""
     a = template.copy()
     a.positions = state.positions[state.atom_slice(r)].numpy()
