@@ -106,6 +106,10 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     for name in ("results.md", "errors.csv", "tfail_scaling_production.png", "survival.png"):
         assert (out / name).is_file()
     assert str(tmp_path) not in (out / "results.md").read_text()
+    from legato.workflows.study_v2_report import export_results
+
+    files = export_results(study, tmp_path / "export")
+    assert {f.name for f in files} >= {"runs.csv", "models.csv", "results.md", "legato_s1.pt"}
 
 
 def test_cli_refuses_bad_input(tiny_data, tmp_path):

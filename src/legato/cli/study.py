@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="H",
         help="study v2: start no new job after H hours; the stage stays open for --resume",
     )
+    parser.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="study v2: after the report, copy its tables, figures and model files to DIR "
+        "(e.g. docs/results/study_v2)",
+    )
     add_workers_argument(parser)
 
 
@@ -104,6 +111,13 @@ def run_v2(args: argparse.Namespace) -> int:
     study.run(stages)
     if study.done("report"):
         print(f"results: {study.out / 'results.md'}")
+        if args.export:
+            from legato.workflows.study_v2_report import export_results
+
+            files = export_results(study, args.export)
+            print(f"exported {len(files)} files to {args.export}")
+    elif args.export:
+        raise LegatoError("--export needs a finished report stage")
     return 0
 
 
@@ -113,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
 
     if read_yaml_mapping(args.config).get("version") == 2:
         return run_v2(args)
-    if args.max_hours is not None:
-        raise LegatoError("--max-hours applies to version-2 study configs")
+    if args.max_hours is not None or args.export is not None:
+        raise LegatoError("--max-hours and --export apply to version-2 study configs")
     cfg = load_config_with_workers(args)
     stages = _stages(args.stages, STAGES)
     study = run_study(cfg, args.out, resume=args.resume, stages=stages)

@@ -356,6 +356,46 @@ def write_report(study: StudyV2) -> dict:
     return {"runs": len(rows), "files": ["runs.csv", "results.json", "results.md", "survival.png"]}
 
 
+#: what ``export_results`` copies: the tables, the report, the figures and the model files
+EXPORT_FILES = (
+    "models.csv",
+    "runs.csv",
+    "errors.csv",
+    "sharpness.csv",
+    "results.json",
+    "results.md",
+    "tfail_scaling_production.png",
+    "tfail_scaling_total.png",
+    "survival.png",
+)
+
+
+def export_results(study: StudyV2, dest: str | Path) -> list[Path]:
+    """Copy the study's tables, report, figures and model files to ``dest`` (e.g. under
+    docs/results/), refusing any text file that names an absolute path of this machine."""
+    import shutil
+
+    dest = Path(dest)
+    sources = [study.out / name for name in EXPORT_FILES if (study.out / name).is_file()]
+    sources += sorted((study.out / "models").glob("*.pt"))
+    if not any(p.name == "runs.csv" for p in sources):
+        raise LegatoError(f"{study.out} has no runs.csv yet: run the report stage first")
+    roots = {str(Path.home()), str(study.out.resolve()), str(Path.cwd().resolve())}
+    for src in sources:
+        if src.suffix in (".csv", ".json", ".md", ".yaml"):
+            text = src.read_text(encoding="utf-8")
+            bad = [r for r in roots if r and r != "/" and r in text]
+            if bad:
+                raise LegatoError(f"{src} names the absolute path {bad[0]}; not exported")
+    out = []
+    for src in sources:
+        target = dest / ("models" if src.suffix == ".pt" else "") / src.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+        out.append(target)
+    return out
+
+
 def _read_csv(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
