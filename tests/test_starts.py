@@ -1,4 +1,5 @@
-"""Independent starting structures (legato.workflows.starts, ``legato starts``)."""
+"""Independent starting structures (legato.workflows.starts, ``legato starts``) and their
+decorrelation measurement (legato.workflows.decorrelation)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from legato.errors import LegatoError
+from legato.workflows import decorrelation as D
 from legato.workflows import starts as S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,23 +159,23 @@ def test_failing_instance_is_redrawn_and_recorded(pool, model):
 
 def test_overlap_is_one_for_copies_and_chance_for_independent_frames(frames, pool):
     k = 4
-    ids = S.neighbour_ids(pool[0].repeat((2, 2, 2)), k, 32).reshape(8, 32, k)
-    assert S.copy_overlap(ids) == 1.0
+    ids = D.neighbour_ids(pool[0].repeat((2, 2, 2)), k, 32).reshape(8, 32, k)
+    assert D.copy_overlap(ids) == 1.0
     last = S.select_pool(frames)  # 12 independent boxes, 200-400 K
-    ids = np.stack([S.neighbour_ids(a, k, 32) for a in last])
-    assert abs(S.copy_overlap(ids) - S.chance_overlap(k, 32)) < 0.04
+    ids = np.stack([D.neighbour_ids(a, k, 32) for a in last])
+    assert abs(D.copy_overlap(ids) - D.chance_overlap(k, 32)) < 0.04
 
 
 def test_decorrelation_summary_on_synthetic_curves():
     t = np.arange(0, 2000, 20.0)
-    ch = S.chance_overlap(4, 32)
+    ch = D.chance_overlap(4, 32)
     q = ch + (1 - ch) * np.exp(-t / 500.0)
     rng = np.random.default_rng(0)
     e_ref = -32.9 + 1e-4 * rng.standard_normal(len(t))
     rec = {"ks": [4], "time_fs": t.tolist(), "q_k4": q.tolist(), "e_ref_eV": e_ref.tolist()}
     rec["e_copies_eV"] = (-32.9 + 1e-4 * rng.standard_normal(len(t))).tolist()
     rec["e_tiled_eV"] = (e_ref + 0.01 * np.exp(-t / 100.0)).tolist()
-    s = S.decorrelation_summary(rec, 4, 32, window_fs=60.0)
+    s = D.decorrelation_summary(rec, 4, 32, window_fs=60.0)
     assert s["tau_fs"] == pytest.approx(500.0, rel=0.02)
     assert 200 < s["healing_fs"] <= s["healing_stay_fs"] < 1000
     assert s["healing_1e_fs"] == pytest.approx(100.0, abs=60)
@@ -211,7 +213,7 @@ def test_cli_bad_input_and_no_overwrite(frames, tmp_path, capsys):
 
 def test_measure_decorrelation_runs_and_writes(pool, model, tmp_path):
     md = S.Langevin(200.0, quench_steps=2, progress=False)
-    res = S.measure_decorrelation(pool, model, steps=4, every=2, repeats=1, out_dir=tmp_path, md=md)
+    res = D.measure_decorrelation(pool, model, steps=4, every=2, repeats=1, out_dir=tmp_path, md=md)
     curves, summary = res["curves"], res["summary"]
     assert curves["step"] == [0, 2, 4] and curves["copies_alive"] == [1, 1, 1]
     assert curves["q_k12"][0] > 0.95 and summary["pool"] == ["T200_b0", "T200_b1", "T200_b2"]
