@@ -84,9 +84,20 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
         assert int(m["gradient_evaluations_epochs"]) == int(m["epoch"]) * (2 if m["model"] == "legato" else 1)
         assert int(m["epoch"]) <= (2 if m["model"] in ("legato", "allegro") else 4)
         assert (out / "models" / f"{m['model']}_s{m['model_seed']}.pt").is_file()
-    # a resumed study with the same config continues; the report needs every stage
+    # before the MD stages start, their sections may still change (the saved config follows);
+    # training's may not
+    cfg2 = yaml.safe_load(path.read_text())
+    cfg2["tfail"]["timestep_fs"] = 1.9
+    path.write_text(yaml.safe_dump(cfg2))
     study = StudyV2(load_study_v2_config(path), out, resume=True, log=lambda s: None)
+    assert yaml.safe_load((out / "study_config.yaml").read_text())["tfail"]["timestep_fs"] == 1.9
+    bad = {**cfg2, "epochs": 3}
+    with pytest.raises(LegatoError, match="sections: epochs"):
+        StudyV2(load_study_v2_config(path, data=bad), out, resume=True, log=lambda s: None)
     study.run()
+    cfg2["tfail"]["timestep_fs"] = 2.0
+    with pytest.raises(LegatoError, match="sections: tfail"):
+        StudyV2(load_study_v2_config(path, data=cfg2), out, resume=True, log=lambda s: None)
     with open(out / "runs.csv", newline="") as fh:
         runs = list(csv.DictReader(fh))
     assert tuple(runs[0]) == RUN_COLUMNS

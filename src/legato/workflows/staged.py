@@ -54,6 +54,9 @@ class StagedWorkflow:
     ) -> None:
         self.out, self.log = Path(out), log
         self.state_path = self.out / "stages.json"
+        self.state: dict[str, Any] = (
+            json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        )
         saved = self.out / CONFIG_NAME
         if saved.exists():
             if not resume:
@@ -64,19 +67,25 @@ class StagedWorkflow:
             diff = sorted(
                 k for k in set(old) | set(new) if k not in runtime_keys and old.get(k) != new.get(k)
             )
-            if diff:
+            fixed = [k for k in diff if not self.changeable(k, old.get(k), new.get(k))]
+            if fixed:
                 raise LegatoError(
                     f"the config differs from the one of the study in {self.out} "
-                    f"(sections: {', '.join(diff)}); use another --out"
+                    f"(sections: {', '.join(fixed)}); use another --out"
                 )
+            if diff:  # only sections whose stages have not started: record the new values
+                atomic_write_text(saved, config_text, overwrite=True)
+                log(f"config sections {', '.join(diff)} changed before their stages started; saved")
         elif self.out.exists() and any(self.out.iterdir()):
             raise LegatoError(f"{self.out} exists and is not a study folder; choose another --out")
         ensure_writable_dir(self.out, "study folder")
         if not saved.exists():
             atomic_write_text(saved, config_text, overwrite=False)
-        self.state: dict[str, Any] = (
-            json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        )
+
+    def changeable(self, section: str, old: Any, new: Any) -> bool:
+        """May a resumed run change this config section (from ``old`` to ``new``)? Default:
+        no; a subclass allows sections that only stages not yet started use."""
+        return False
 
     def done(self, stage: str) -> bool:
         return stage in self.state

@@ -51,6 +51,18 @@ TITLES_V2 = {
     "report": "write runs.csv, results.md and results.json",
 }
 RUNTIME_KEYS_V2 = ("workers", "threads_per_worker")
+#: config sections that only these stages use (with their output folders or files): a resumed
+#: study may change such a section as long as none of its stages has started
+SECTION_STAGES = {
+    "starts": (("starts", "starts"),),
+    "tfail": (("starts", "starts"), ("tfail", "tfail")),
+    "arm_sizes": (("starts", "starts"), ("tfail", "tfail")),
+    "errors": (("errors", "errors.csv"),),
+    "sharpness": (("sharpness", "sharpness.csv"),),
+    "analysis": (("report", "results.json"),),
+}
+#: tfail keys the data stage uses (choice of the base box): fixed once it has run
+DATA_TFAIL_KEYS = ("structure", "structure_index", "temperature_K")
 
 
 class DeadlineReached(LegatoError):
@@ -115,6 +127,16 @@ class StudyV2(StagedWorkflow):
         if max_hours is not None and not max_hours > 0:
             raise LegatoError(f"--max-hours must be > 0, got {max_hours}")
         self.deadline = None if max_hours is None else time.monotonic() + 3600.0 * max_hours
+
+    def changeable(self, section: str, old: Any, new: Any) -> bool:
+        stages = SECTION_STAGES.get(section)
+        if stages is None:
+            return False
+        if any(self.done(st) or (self.out / path).exists() for st, path in stages):
+            return False
+        if section == "tfail" and self.done("data"):
+            return all((old or {}).get(k) == (new or {}).get(k) for k in DATA_TFAIL_KEYS)
+        return True
 
     def enabled(self, stage: str) -> bool:
         if stage in ("errors", "sharpness", "starts"):
