@@ -121,6 +121,8 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
 
     files = export_results(study, tmp_path / "export")
     assert {f.name for f in files} >= {"runs.csv", "models.csv", "results.md", "legato_s1.pt"}
+    exported = (tmp_path / "export" / "models" / "legato_s1.pt").read_bytes()
+    assert str(tmp_path).encode() not in exported
 
 
 def test_cli_refuses_bad_input(tiny_data, tmp_path):

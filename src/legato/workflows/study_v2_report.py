@@ -391,9 +391,22 @@ def export_results(study: StudyV2, dest: str | Path) -> list[Path]:
     for src in sources:
         target = dest / ("models" if src.suffix == ".pt" else "") / src.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
+        if src.suffix == ".pt":
+            portable_model_copy(src, target)
+        else:
+            shutil.copyfile(src, target)
         out.append(target)
     return out
+
+
+def portable_model_copy(src: Path, target: Path) -> None:
+    """Save the model at ``src`` to ``target`` without the training run's folder (an absolute
+    path of this machine) in its metadata."""
+    from legato.models import load_model, save_model
+
+    model = load_model(src)
+    extra = {k: v for k, v in (getattr(model, "extra", None) or {}).items() if k != "run_dir"}
+    save_model(model, target, extra)
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
