@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
     if read_yaml_mapping(args.config).get("version") == 2:
         return run_v2(args)
-    if args.max_hours is not None or args.export is not None:
+    if getattr(args, "max_hours", None) is not None or getattr(args, "export", None) is not None:
         raise LegatoError("--max-hours and --export apply to version-2 study configs")
     cfg = load_config_with_workers(args)
     stages = _stages(args.stages, STAGES)
