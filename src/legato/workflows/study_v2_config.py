@@ -51,7 +51,7 @@ class StartsSection(_Strict):
     """Independent starting boxes per instance (legato.workflows.starts, docs/starts.md)."""
 
     enabled: bool = True  # false: replicas of the base box plus noise (study v1)
-    model: str = "../models/nh3_legato.pt"  # reference potential of the decorrelation run
+    model: str = "../models/study_v2_reference.pt"  # reference potential of the healing runs
     steps: int = Field(500, ge=0)  # thermostatted steps per instance (docs/starts.md)
     timestep_fs: float = Field(1.0, gt=0)
     #: the tile pool: the last frame of every MD trajectory at these temperatures
