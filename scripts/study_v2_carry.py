@@ -1,0 +1,81 @@
+"""Carry study v2's finished training runs across sessions (a fresh checkout has no runs/).
+
+``save`` copies, for every seed whose SAM and Adam runs have both finished, what the later
+stages need into ``docs/results/study_v2/train/``: each run's log.csv, summary.json,
+stats.json and learning curves, the SAM run's best model and the Adam run's best model plus
+the epoch models the three Adam arms pick (model files without the machine's paths).
+``restore`` copies them back into a study folder, where ``legato study --resume`` skips
+those trainings (their summary.json and best_model.pt exist) and ``select`` finds its files.
+On a fresh checkout, create the folder first (the data stage takes seconds):
+
+    legato study configs/study_v2.yaml --out runs/study_v2 --stages data
+    python scripts/study_v2_carry.py restore
+    legato study configs/study_v2.yaml --out runs/study_v2 --resume --max-hours 2.3
+
+and after a session's training: ``python scripts/study_v2_carry.py save``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from legato.workflows.study_v2 import pick_epochs, read_log
+from legato.workflows.study_v2_config import load_study_v2_config
+from legato.workflows.study_v2_report import portable_model_copy
+
+REPO = Path(__file__).resolve().parents[1]
+CARRY = REPO / "docs" / "results" / "study_v2" / "train"
+TEXT = ("log.csv", "summary.json", "stats.json", "learning_curves.png")
+
+
+def save(study: Path, config: Path) -> None:
+    cfg = load_study_v2_config(config)
+    for seed in cfg.seeds:
+        sam, adam = study / "train" / f"sam_s{seed}", study / "train" / f"adam_s{seed}"
+        if not ((sam / "summary.json").is_file() and (adam / "summary.json").is_file()):
+            print(f"seed {seed}: not finished, not carried")
+            continue
+        target = min(read_log(sam), key=lambda r: r["val_loss"])["val_forces_rmse_meV_A"]
+        epochs = sorted(set(pick_epochs(read_log(adam), cfg.epochs, target).values()))
+        adam_models = ["best_model.pt"] + [f"model_epoch_{e:04d}.pt" for e in epochs]
+        for run, models in ((sam, ["best_model.pt"]), (adam, adam_models)):
+            dest = CARRY / run.name
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in TEXT:
+                if (run / name).is_file():
+                    shutil.copyfile(run / name, dest / name)
+            for name in models:
+                portable_model_copy(run / name, dest / name)
+        print(f"seed {seed}: carried (Adam epochs {epochs})")
+
+
+def restore(study: Path) -> None:
+    if not CARRY.is_dir():
+        raise SystemExit(f"error: nothing to restore in {CARRY}")
+    if not (study / "study_config.yaml").is_file():
+        raise SystemExit(f"error: {study} is not a study folder yet; run its data stage first (see --help)")
+    for run in sorted(CARRY.iterdir()):
+        dest = study / "train" / run.name
+        if (dest / "summary.json").exists():
+            print(f"{run.name}: present in {dest}, kept")
+            continue
+        shutil.copytree(run, dest, dirs_exist_ok=True)
+        print(f"{run.name}: restored to {dest}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("mode", choices=("save", "restore"))
+    ap.add_argument("--study", default="runs/study_v2")
+    ap.add_argument("--config", default="configs/study_v2.yaml")
+    args = ap.parse_args()
+    if args.mode == "save":
+        save(Path(args.study), Path(args.config))
+    else:
+        restore(Path(args.study))
+
+
+if __name__ == "__main__":
+    main()
