@@ -8,6 +8,8 @@ bring the same config, apart from runtime keys such as the number of workers) an
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +34,15 @@ def json_default(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     raise TypeError(type(x).__name__)
+
+
+def csv_text(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+    """Rows of dicts as CSV text (header first); ``columns`` default to the first row's keys."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns if columns is not None else rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
@@ -27,6 +25,7 @@ from legato.workflows.jobs import model_label, model_name, run_jobs
 from legato.workflows.plots import plot_outliers, plot_survival
 from legato.workflows.rho_search import ensemble_summary, format_rho_markdown
 from legato.workflows.scaling import ScalingReport, run_scaling
+from legato.workflows.staged import csv_text
 from legato.workflows.tfail import parse_sizes, read_outliers, replication_name
 
 if TYPE_CHECKING:
@@ -75,12 +74,8 @@ def scaling_outputs(study: Study) -> dict:
         ]
     fig1 = None
     if rows:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=["step", "outliers", "model", "run"], lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
         fig1 = out / "fig1_outliers.csv"
-        atomic_write_text(fig1, buf.getvalue(), overwrite=True)
+        atomic_write_text(fig1, csv_text(rows, ["step", "outliers", "model", "run"]), overwrite=True)
     a = cfg.analysis
     ensembles = [
         ensemble_summary(table.select(model=m, n_atoms=n), a.confidence)
@@ -220,12 +215,7 @@ def force_errors(study: Study) -> dict:
     ratio = error_metrics(lg, np.arange(len(frames)))[0] / error_metrics(a, np.arange(len(frames)))[0]
     r_boot = error_metrics(lg, boot)[:, 0] / error_metrics(a, boot)[:, 0]
     r_lo, r_hi = np.quantile(r_boot, q)
-    cols = list(rows[0])
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(study.out / "force_errors.csv", buf.getvalue(), overwrite=True)
+    atomic_write_text(study.out / "force_errors.csv", csv_text(rows), overwrite=True)
     return {"rows": rows, "legato_over_allegro_rmse": float(ratio), "ratio_ci": [float(r_lo), float(r_hi)]}
 
 
@@ -311,11 +301,7 @@ def sharpness_jobs(study: Study) -> dict:
             f"  {model_label(rho)}: sharpness ({r['stat']}, {r['dist']}, radius "
             f"{r['rho']:g}) {r['value']:.3g} ± {r['stderr']:.2g}, mean {r['mean']:.3g}"
         )
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(study.out / "sharpness.csv", buf.getvalue(), overwrite=True)
+    atomic_write_text(study.out / "sharpness.csv", csv_text(rows), overwrite=True)
     return {"rows": rows}
 
 

@@ -17,7 +17,6 @@ new time-to-failure jobs after that many hours so that each session's stage stay
 from __future__ import annotations
 
 import csv
-import io
 import shutil
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from legato.errors import LegatoError
 from legato.fileio import atomic_write_text
 from legato.stats.failures import FailureTable, merge_tables, read_failure_table
 from legato.workflows.jobs import run_jobs, train_job
-from legato.workflows.staged import StagedWorkflow
+from legato.workflows.staged import StagedWorkflow, csv_text
 from legato.workflows.starts import build_starts, read_starts, select_pool, write_starts
 from legato.workflows.study import prepare_data, tfail_job
 from legato.workflows.study_report import error_metrics, frame_errors, sharpness_job, sharpness_kwargs
@@ -71,14 +70,6 @@ class DeadlineReached(LegatoError):
 
 def model_key(arm: str, seed: int) -> str:
     return f"{arm}_s{seed}"
-
-
-def _csv_text(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
 
 
 def read_log(run_dir: Path) -> list[dict[str, float]]:
@@ -245,7 +236,7 @@ class StudyV2(StagedWorkflow):
                 if r["model_seed"] == seed
             ]
             self.log(f"  seed {seed}: val force RMSE (meV/Å): " + ", ".join(parts))
-        atomic_write_text(self.out / "models.csv", _csv_text(rows), overwrite=True)
+        atomic_write_text(self.out / "models.csv", csv_text(rows), overwrite=True)
         return {"rows": rows}
 
     def stage_starts(self) -> dict:
@@ -343,7 +334,7 @@ class StudyV2(StagedWorkflow):
                     "energy_rmse_meV_atom": float(e_rmse),
                 }
             )
-        atomic_write_text(self.out / "errors.csv", _csv_text(rows), overwrite=True)
+        atomic_write_text(self.out / "errors.csv", csv_text(rows), overwrite=True)
         return {"rows": rows}
 
     def stage_sharpness(self) -> dict:
@@ -360,7 +351,7 @@ class StudyV2(StagedWorkflow):
         rows = [
             {"model": a, "model_seed": sd, **res[f"sharpness_{model_key(a, sd)}"]} for a, sd in self.models()
         ]
-        atomic_write_text(self.out / "sharpness.csv", _csv_text(rows), overwrite=True)
+        atomic_write_text(self.out / "sharpness.csv", csv_text(rows), overwrite=True)
         return {"rows": rows}
 
     def stage_report(self) -> dict:

@@ -6,7 +6,6 @@ figures. Everything here reads the study folder's tables; nothing runs MD or tra
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 from collections import Counter, defaultdict
@@ -31,7 +30,7 @@ from legato.stats.hierarchical import (
     weibull_shape,
 )
 from legato.workflows.plots import plot_survival, save_png
-from legato.workflows.staged import json_default
+from legato.workflows.staged import csv_text, json_default
 from legato.workflows.study_v2_config import ARM_LABELS, ARMS
 
 if TYPE_CHECKING:
@@ -83,14 +82,6 @@ def run_rows(table: FailureTable, budgets: dict[int, int]) -> list[dict[str, Any
         )
     rows.sort(key=lambda d: (ARMS.index(d["model"]), d["model_seed"], d["n_atoms"], d["instance_seed"]))
     return rows
-
-
-def _csv(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns or rows[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -323,7 +314,7 @@ def write_report(study: StudyV2) -> dict:
         for reps in cfg.sizes_of(arm):
             budgets[n0 * reps[0] * reps[1] * reps[2]] = cfg.tfail.budget(reps)
     rows = run_rows(table, budgets)
-    atomic_write_text(study.out / "runs.csv", _csv(rows, RUN_COLUMNS), overwrite=True)
+    atomic_write_text(study.out / "runs.csv", csv_text(rows, RUN_COLUMNS), overwrite=True)
     a = cfg.analysis
     stats = {clock: analyse(rows, clock, a.n_boot, a.confidence, a.seed) for clock in CLOCKS}
     models = _read_csv(study.out / "models.csv")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
 import os
@@ -59,6 +58,7 @@ from legato.stats.failures import (
     write_failure_table,
 )
 from legato.workflows.protocol import TfailProtocol
+from legato.workflows.staged import csv_text
 
 Replication = tuple[int, int, int]
 OUTLIER_COLUMNS = (
@@ -180,11 +180,7 @@ def read_outliers(path: Path) -> list[dict[str, str]]:
 
 
 def _write_outliers(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(OUTLIER_COLUMNS), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue(), overwrite=True)
+    atomic_write_text(path, csv_text(rows, OUTLIER_COLUMNS), overwrite=True)
 
 
 # ----------------------------------------------------------------------------- one batch
