@@ -50,6 +50,7 @@ from legato.workflows.tfail import (
     _slug,
     _write_outliers,
     derived_seed,
+    eval_model,
     parse_sizes,
     read_outliers,
     replicate_box,
@@ -219,7 +220,7 @@ def run_ensemble_lammps(
     from legato.lammps.runtime import available
     from legato.md.fingerprint import model_fingerprint
     from legato.md.lock import folder_lock
-    from legato.models import export_torchscript, load_model
+    from legato.models import export_torchscript
 
     if protocol.min_pair_distance_A:
         raise LegatoError(
@@ -236,9 +237,7 @@ def run_ensemble_lammps(
     if not label or label != label.strip():
         raise LegatoError("the model label must be non-empty without outer spaces")
     reps_list = parse_sizes(sizes)
-    if isinstance(model, (str, os.PathLike)):
-        model = load_model(model)
-    model.eval()
+    model = eval_model(model)
     out = Path(out)
     validate_inputs(model, structure, reps_list, instances, protocol, seed, force_sigma_eV_A, 0)
     sigma = force_sigma_eV_A if force_sigma_eV_A is not None else training_force_sigma(model)

@@ -31,8 +31,8 @@ from legato.md.fingerprint import model_fingerprint
 from legato.md.runner import MDRunner
 from legato.md.state import MDState
 from legato.workflows.plots import save_png
-from legato.workflows.starts import ATOMS_PER_MOLECULE, Langevin, _load, heal, molecules, tile_box
-from legato.workflows.tfail import derived_seed
+from legato.workflows.starts import ATOMS_PER_MOLECULE, Langevin, heal, molecules, tile_box
+from legato.workflows.tfail import derived_seed, eval_model
 
 
 def neighbour_ids(atoms: Atoms, k: int, base_molecules: int) -> np.ndarray:
@@ -169,7 +169,7 @@ def measure_decorrelation(
     if k_main not in ks:
         raise LegatoError(f"k_main {k_main} must be one of ks {list(ks)}")
     md = Langevin(temperature_K) if md is None else md
-    model = _load(model)
+    model = eval_model(model)
     m_base = len(pool[0]) // ATOMS_PER_MOLECULE
     copies = [pool[0].repeat((2, 2, 2)) for _ in range(repeats)]
     for c, a in enumerate(copies):

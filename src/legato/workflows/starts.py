@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree
 from legato.errors import LegatoError
 from legato.fileio import atomic_save
 from legato.md.runner import MDRunner
-from legato.workflows.tfail import Replication, derived_seed
+from legato.workflows.tfail import Replication, derived_seed, eval_model
 
 #: per element pair, the closest intermolecular distance (Å) a tile interface may leave: the
 #: median over the MD frames of data/nh3_liquid_gfn1.extxyz.gz of each frame's closest
@@ -383,14 +383,6 @@ def heal(
     return failed
 
 
-def _load(model: torch.nn.Module | str | os.PathLike) -> torch.nn.Module:
-    if isinstance(model, (str, os.PathLike)):
-        from legato.models import load_model
-
-        model = load_model(model)
-    return model.eval()
-
-
 def build_starts(
     pool: Sequence[Atoms],
     reps: Replication,
@@ -421,7 +413,7 @@ def build_starts(
         raise LegatoError(f"need 0 < T < 1e6 K and a positive time step, got {temperature_K}, {timestep_fs}")
     md = Langevin(temperature_K, timestep_fs, friction_per_fs, quench_steps, quench_friction_per_fs)
     md = replace(md, fail_pairs_A=fail_pairs_A, progress=progress, compile=compile)
-    model = _load(model) if steps or quench_steps else None
+    model = eval_model(model) if steps or quench_steps else None
     n_atoms = len(pool[0]) * reps[0] * reps[1] * reps[2]
     seeds = [seed + i for i in range(instances)]
     attempt = dict.fromkeys(seeds, 0)

@@ -134,6 +134,15 @@ def structure_fingerprint(atoms: Atoms) -> str:
     return h.hexdigest()
 
 
+def eval_model(model: torch.nn.Module | str | os.PathLike) -> torch.nn.Module:
+    """A model, or a saved model's path loaded, in evaluation mode."""
+    if isinstance(model, (str, os.PathLike)):
+        from legato.models import load_model
+
+        model = load_model(model)
+    return model.eval()
+
+
 def training_force_sigma(model: torch.nn.Module) -> float | None:
     """σ of the training force components: from the model file's ``extra`` or, for a model
     saved by ``legato train``, from ``stats.json`` in its run folder; None if unknown."""
@@ -415,11 +424,7 @@ def run_ensemble(
     if not label or label != label.strip():
         raise LegatoError("the model label must be non-empty without outer spaces")
     reps_list = parse_sizes(sizes)
-    if isinstance(model, (str, os.PathLike)):
-        from legato.models import load_model
-
-        model = load_model(model)
-    model.eval()
+    model = eval_model(model)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LegatoError(f"--out {out} is not a directory")
