@@ -109,6 +109,14 @@ def validate_model(root: type[BaseModel], data: Any, source: str = "config") -> 
         raise config_error(exc, root, source) from None
 
 
+def parse_floats(text: str, flag: str) -> list[float]:
+    """Comma-separated numbers of a command-line option (empty items skipped)."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LegatoError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+
+
 def parse_number(text: str) -> Any:
     """``text`` as an int or a float where it is one, else unchanged (CSV cells, CLI values)."""
     for kind in (int, float):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from legato.cli.study import add_workers_argument, load_config_with_workers
-from legato.errors import LegatoError
+from legato.config_file import parse_floats
 
 EXAMPLES = """\
   legato rho-search configs/study_quick.yaml --rho 0.001,0.005,0.01 --out runs/rho_search
@@ -41,10 +41,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config_with_workers(args)
     rhos = None
     if args.rho:
-        try:
-            rhos = [float(x) for x in args.rho.split(",") if x.strip()]
-        except ValueError:
-            raise LegatoError(f"--rho must be comma-separated numbers, got {args.rho!r}") from None
+        rhos = parse_floats(args.rho, "--rho")
     rows = run_rho_search(cfg, args.out, rhos, resume=args.resume)
     print(format_rho_markdown(rows))
     print(f"wrote table1_rho.csv, table1_rho.md, table1_rho.png to {args.out}")

@@ -70,19 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
 
 
-def _floats(text: str, flag: str) -> list[float]:
-    from legato.errors import LegatoError
-
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise LegatoError(f"{flag} must be comma-separated numbers, got {text!r}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from legato.config_file import parse_floats
     from legato.data import read_frames
     from legato.errors import LegatoError
     from legato.fileio import ensure_writable_dir
@@ -105,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     temps = (
         [args.temperature_K]
         if args.pool_temperatures is None
-        else _floats(args.pool_temperatures, "--pool-temperatures")
+        else parse_floats(args.pool_temperatures, "--pool-temperatures")
     )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
