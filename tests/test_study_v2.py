@@ -114,8 +114,20 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     with open(out / "sharpness.csv", newline="") as fh:
         sharp = list(csv.DictReader(fh))
     assert all(float(r["worst_case_value"]) >= float(r["value"]) - 1e-12 for r in sharp)
-    for name in ("results.md", "errors.csv", "tfail_scaling_production.png", "survival.png"):
+    for name in (
+        "results.md",
+        "errors.csv",
+        "tfail_scaling_production.png",
+        "survival.png",
+        "fig1_outliers.png",
+    ):
         assert (out / name).is_file()
+    with open(out / "outliers.csv", newline="") as fh:  # one outlier summary per run
+        assert len(list(csv.DictReader(fh))) == len(runs)
+    assert {(o["model"], o["n_atoms"]) for o in res["outliers"]} == {
+        (r["model"], int(r["n_atoms"])) for r in runs
+    }
+    assert "Force outliers" in (out / "results.md").read_text()
     assert str(tmp_path) not in (out / "results.md").read_text()
     from legato.workflows.study_v2_report import export_results
 

@@ -29,9 +29,11 @@ from legato.stats.hierarchical import (
     shape_homogeneity,
     weibull_shape,
 )
-from legato.workflows.plots import plot_survival, save_png
+from legato.stats.outliers import outlier_growth, run_outlier_summary
+from legato.workflows.plots import plot_outliers, plot_survival, save_png
 from legato.workflows.staged import csv_text, json_default
 from legato.workflows.study_v2_config import ARM_LABELS, ARMS
+from legato.workflows.tfail import read_outliers
 
 if TYPE_CHECKING:
     from legato.workflows.study_v2 import StudyV2
@@ -50,6 +52,18 @@ RUN_COLUMNS = (
     "censored",
 )
 CLOCKS = {"production": "t_failure_steps", "total": "t_total_steps"}
+OUTLIER_COLUMNS = (
+    "model",
+    "model_seed",
+    "n_atoms",
+    "instance_seed",
+    "checks",
+    "early",
+    "late",
+    "final",
+    "reason",
+    "censored",
+)
 
 
 def split_label(label: str) -> tuple[str, int]:
@@ -185,6 +199,50 @@ def analyse(rows: list[dict], clock: str, n_boot: int, confidence: float, seed: 
     }
 
 
+def outlier_rows(study: StudyV2, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Per run: its 5σ force-outlier counts per 1,000 atoms (:func:`run_outlier_summary`)
+    with its outcome; and Fig. 1's curves (two runs of each arm's first model at the largest
+    size, columns step, outliers, model, run)."""
+    outcome = {(r["model"], r["model_seed"], r["n_atoms"], r["instance_seed"]): r for r in rows}
+    largest = max(r["n_atoms"] for r in rows)
+    summaries, curves = [], []
+    for arm, seed in study.models():
+        for reps in study.cfg.sizes_of(arm):
+            by_run: dict[tuple[int, int], list[dict]] = defaultdict(list)
+            for r in read_outliers(study.tfail_dir(arm, seed, reps) / "outliers.csv"):
+                by_run[(int(r["n_atoms"]), int(r["seed"]))].append(r)
+            for (n, inst), checks in sorted(by_run.items()):
+                steps = [float(c["nve_step"]) for c in checks]
+                s = run_outlier_summary(steps, [float(c["outliers"]) for c in checks], n)
+                o = outcome.get((arm, seed, n, inst), {})
+                summaries.append(
+                    {"model": arm, "model_seed": seed, "n_atoms": n, "instance_seed": inst, **s}
+                    | {"reason": o.get("reason", ""), "censored": o.get("censored", "")}
+                )
+                first_two = sorted(i for m, i in by_run if m == n)[:2]
+                if n == largest and seed == min(study.cfg.seeds) and inst in first_two:
+                    curves += [
+                        {"step": c["step"], "outliers": c["outliers"], "model": ARM_LABELS[arm], "run": inst}
+                        for c in checks
+                    ]
+    return summaries, curves
+
+
+def outlier_table(summaries: list[dict]) -> list[dict]:
+    """Per arm and size: :func:`outlier_growth` of all runs, and the mean last count of the
+    failed runs (a cascade shows as a final count far above the early one)."""
+    out = []
+    for arm in ARMS:
+        for n in sorted({s["n_atoms"] for s in summaries if s["model"] == arm}):
+            sub = [s for s in summaries if s["model"] == arm and s["n_atoms"] == n]
+            failed = [s["final"] for s in sub if s["censored"] is False and s["checks"] > 0]
+            out.append(
+                {"model": arm, "n_atoms": n, **outlier_growth(sub)}
+                | {"final_failed": float(np.mean(failed)) if failed else None, "failed": len(failed)}
+            )
+    return out
+
+
 def _pooled_sample(models: dict[int, dict[int, tuple[float, bool]]]) -> tuple[np.ndarray, np.ndarray]:
     vals = [v for m in models.values() for v in m.values()]
     return np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
@@ -236,7 +294,7 @@ def _iv(d: dict, nd: int = 0) -> str:
     return f"{_f(d['value'], nd)} [{_f(d['lo'], nd)}, {_f(d['hi'], nd)}]"
 
 
-def markdown(stats: dict[str, dict], models: list[dict]) -> str:
+def markdown(stats: dict[str, dict], models: list[dict], outliers: list[dict] | None = None) -> str:
     lines = ["# Study v2 results", ""]
     if models:
         lines += [
@@ -300,6 +358,23 @@ def markdown(stats: dict[str, dict], models: list[dict]) -> str:
                 f"{t['p_bootstrap']:.2g}, p (Welch) {_f(t['p_welch'], 3)}, Hedges g {_f(g, 2)}"
             )
         lines.append("")
+    if outliers:
+        lines += [
+            "## Force outliers (> 5σ) per 1,000 atoms, NVE checks (Fig. 1)",
+            "",
+            "| model | N | runs | first quarter | last quarter | late/early | runs grown "
+            "| last check, failed runs |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for o in outliers:
+            if not o.get("runs"):
+                continue
+            lines.append(
+                f"| {o['model']} | {o['n_atoms']} | {o['runs']} | {_f(o['early'], 2)} | {_f(o['late'], 2)} | "
+                f"{_f(o['late_over_early'], 2)} | {o['share_grown']:.0%} | "
+                f"{_f(o['final_failed'], 2)} ({o['failed']}) |"
+            )
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -321,11 +396,20 @@ def write_report(study: StudyV2) -> dict:
     errors = {(r["model"], r["model_seed"]): r for r in _read_csv(study.out / "errors.csv")}
     for m in models:
         m.update({k: v for k, v in errors.get((m["model"], m["model_seed"]), {}).items() if k not in m})
+    summaries, curves = outlier_rows(study, rows)
+    atomic_write_text(study.out / "outliers.csv", csv_text(summaries, OUTLIER_COLUMNS), overwrite=True)
+    outliers = outlier_table(summaries)
+    if curves:
+        fig1 = study.out / "fig1_outliers.csv"
+        atomic_write_text(fig1, csv_text(curves, ["step", "outliers", "model", "run"]), overwrite=True)
+        sigma, nvt = cfg.tfail.outlier_sigma, cfg.tfail.nvt_steps
+        plot_outliers(fig1, study.out / "fig1_outliers.png", sigma, overwrite=True, nvt_steps=nvt)
     atomic_write_text(
         study.out / "results.json",
-        json.dumps({"stats": stats, "models": models}, indent=1, default=json_default) + "\n",
+        json.dumps({"stats": stats, "models": models, "outliers": outliers}, indent=1, default=json_default)
+        + "\n",
     )
-    atomic_write_text(study.out / "results.md", markdown(stats, models))
+    atomic_write_text(study.out / "results.md", markdown(stats, models, outliers))
     for clock, st in stats.items():
         save_png(scaling_figure(rows, st, clock), study.out / f"tfail_scaling_{clock}.png", overwrite=True)
     pooled = FailureTable(
@@ -344,7 +428,8 @@ def write_report(study: StudyV2) -> dict:
     )
     plot_survival(pooled, study.out / "survival.png", overwrite=True, clock="production")
     study.log((study.out / "results.md").read_text())
-    return {"runs": len(rows), "files": ["runs.csv", "results.json", "results.md", "survival.png"]}
+    files = ["runs.csv", "outliers.csv", "results.json", "results.md", "survival.png"]
+    return {"runs": len(rows), "files": files + (["fig1_outliers.png"] if curves else [])}
 
 
 #: what ``export_results`` copies: the tables, the report, the figures and the model files
@@ -358,6 +443,9 @@ EXPORT_FILES = (
     "tfail_scaling_production.png",
     "tfail_scaling_total.png",
     "survival.png",
+    "outliers.csv",
+    "fig1_outliers.csv",
+    "fig1_outliers.png",
 )
 
 
