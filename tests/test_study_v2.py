@@ -111,6 +111,10 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     assert {e["model"] for e in prod["per_size"]} == set(ARMS)
     assert any("paired" in c for c in prod["comparisons"])
     assert set(prod["beta"]) == {"allegro", "legato"} and prod["beta_tests"]
+    assert (
+        all("weibull" in prod["beta"][a] for a in ("allegro", "legato"))
+        and "weibull" in prod["beta_tests"][0]
+    )
     with open(out / "sharpness.csv", newline="") as fh:
         sharp = list(csv.DictReader(fh))
     assert all(float(r["worst_case_value"]) >= float(r["value"]) - 1e-12 for r in sharp)

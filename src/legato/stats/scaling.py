@@ -342,6 +342,17 @@ def _mle(prof: _WeibullProfile, shape: float | None) -> tuple[float, float, floa
     return beta, k, prof.value_grad(beta, k)[0]
 
 
+def weibull_mle(
+    n_atoms: np.ndarray, t: np.ndarray, censored: np.ndarray, shape: float | None = None
+) -> tuple[float, float]:
+    """(β̂, k̂) of :func:`fit_weibull` without intervals (for resampling loops)."""
+    n_atoms, t, censored = _prepare(n_atoms, t, censored)
+    if censored.all():
+        raise LegatoError("every run is censored: the Weibull fit has no maximum")
+    beta, k, _ = _mle(_WeibullProfile(n_atoms, t, censored), shape)
+    return beta, k
+
+
 def fit_weibull(
     n_atoms: np.ndarray,
     t: np.ndarray,

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from legato.config_file import parse_number
 from legato.errors import LegatoError
 from legato.fileio import atomic_write_text
+from legato.stats.censored_scaling import censored_beta, compare_censored_betas
 from legato.stats.failures import FailureRecord, FailureTable
 from legato.stats.hierarchical import (
     compare_betas,
@@ -181,15 +182,26 @@ def analyse(rows: list[dict], clock: str, n_boot: int, confidence: float, seed: 
                 betas[arm]["shape_homogeneity"] = {"lr": lr, "p": p, "dof": dof}
             except LegatoError as exc:
                 betas[arm]["shape_homogeneity"] = str(exc)
-    beta_tests = [
-        {
-            "a": other,
-            "b": "legato",
-            **asdict(compare_betas(model_runs[other], model_runs["legato"], n_boot, seed, confidence)),
-        }
-        for other in model_runs
-        if other != "legato" and "legato" in model_runs
-    ]
+    censored_runs = {arm: _censored_runs(data, arm) for arm in model_runs}
+    for arm, runs in censored_runs.items():
+        try:
+            betas[arm]["weibull"] = asdict(censored_beta(runs, n_boot, seed, confidence))
+        except LegatoError as exc:
+            betas[arm]["weibull"] = str(exc)
+    beta_tests = []
+    for other in model_runs:
+        if other == "legato" or "legato" not in model_runs:
+            continue
+        test = compare_betas(model_runs[other], model_runs["legato"], n_boot, seed, confidence)
+        entry: dict[str, Any] = {"a": other, "b": "legato", **asdict(test)}
+        try:
+            diff, p = compare_censored_betas(
+                censored_runs[other], censored_runs["legato"], n_boot, seed, confidence
+            )
+            entry["weibull"] = {"difference": asdict(diff), "p_bootstrap": p}
+        except LegatoError as exc:
+            entry["weibull"] = str(exc)
+        beta_tests.append(entry)
     return {
         "clock": clock,
         "per_size": per_size,
@@ -241,6 +253,16 @@ def outlier_table(summaries: list[dict]) -> list[dict]:
                 | {"final_failed": float(np.mean(failed)) if failed else None, "failed": len(failed)}
             )
     return out
+
+
+def _censored_runs(data: dict, arm: str) -> list[dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """The arm's models with runs at >= 2 sizes: n_atoms -> (times, censored)."""
+    by_seed: dict[int, dict] = defaultdict(dict)
+    for (a, n), models in data.items():
+        if a == arm:
+            for s, m in models.items():
+                by_seed[s][n] = (np.array([v[0] for v in m.values()]), np.array([v[1] for v in m.values()]))
+    return [by_seed[s] for s in sorted(by_seed) if len(by_seed[s]) >= 2]
 
 
 def _pooled_sample(models: dict[int, dict[int, tuple[float, bool]]]) -> tuple[np.ndarray, np.ndarray]:
@@ -351,12 +373,26 @@ def markdown(stats: dict[str, dict], models: list[dict], outliers: list[dict] | 
                 if isinstance(sh, dict)
                 else f"| {arm} | {per} | {_iv(b['pooled'], 2)} | n/a |"
             )
+        for arm, b in st["beta"].items():
+            w = b.get("weibull")
+            lines.append(
+                f"\nWeibull β ({arm}, censored runs as survivors): {_iv(w['beta'], 2)}, shape "
+                f"{w['shape']:.2f}, {w['failures']} failures in {w['runs']} runs"
+                if isinstance(w, dict)
+                else f"\nWeibull β ({arm}): {w}"
+            )
         for t in st["beta_tests"]:
             g = t["hedges_g"]
             lines.append(
-                f"\nβ_legato − β_{t['a']} = {_iv(t['difference'], 2)}; one-sided p (bootstrap) "
+                f"\nβ_legato − β_{t['a']} (means) = {_iv(t['difference'], 2)}; one-sided p (bootstrap) "
                 f"{t['p_bootstrap']:.2g}, p (Welch) {_f(t['p_welch'], 3)}, Hedges g {_f(g, 2)}"
             )
+            w = t.get("weibull")
+            if isinstance(w, dict):
+                lines.append(
+                    f"\nβ_legato − β_{t['a']} (Weibull) = {_iv(w['difference'], 2)}; "
+                    f"one-sided p (bootstrap) {w['p_bootstrap']:.2g}"
+                )
         lines.append("")
     if outliers:
         lines += [
