@@ -164,30 +164,25 @@ def analyse(rows: list[dict], clock: str, n_boot: int, confidence: float, seed: 
             comparisons.append(c)
     betas: dict[str, Any] = {}
     model_runs: dict[str, list[dict[int, np.ndarray]]] = {}
+    censored_runs: dict[str, list[dict[int, tuple[np.ndarray, np.ndarray]]]] = {}
     for arm in arms:
-        by_seed: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
-        for (a, n), models in data.items():
-            if a == arm:
-                for s, m in models.items():
-                    by_seed[s][n] = np.array([v[0] for v in m.values()])
-        fitted = sorted(s for s, m in by_seed.items() if len(m) >= 2)  # models with >= 2 sizes
-        if fitted:
-            runs = [by_seed[s] for s in fitted]
+        by_seed = _fitted_models(data, arm)
+        if by_seed:
+            censored_runs[arm] = list(by_seed.values())
+            runs = [{n: t for n, (t, _) in m.items()} for m in censored_runs[arm]]
             model_runs[arm] = runs
             pb = pooled_beta(runs, n_boot, seed, confidence)
-            betas[arm] = {**asdict(pb), "per_model": dict(zip(fitted, pb.per_model, strict=True))}
+            betas[arm] = {**asdict(pb), "per_model": dict(zip(by_seed, pb.per_model, strict=True))}
             samples = {n: _pooled_sample(data[(arm, n)]) for n in sizes if (arm, n) in data}
             try:
                 lr, p, dof = shape_homogeneity(samples)
                 betas[arm]["shape_homogeneity"] = {"lr": lr, "p": p, "dof": dof}
             except LegatoError as exc:
                 betas[arm]["shape_homogeneity"] = str(exc)
-    censored_runs = {arm: _censored_runs(data, arm) for arm in model_runs}
-    for arm, runs in censored_runs.items():
-        try:
-            betas[arm]["weibull"] = asdict(censored_beta(runs, n_boot, seed, confidence))
-        except LegatoError as exc:
-            betas[arm]["weibull"] = str(exc)
+            try:
+                betas[arm]["weibull"] = asdict(censored_beta(censored_runs[arm], n_boot, seed, confidence))
+            except LegatoError as exc:
+                betas[arm]["weibull"] = str(exc)
     beta_tests = []
     for other in model_runs:
         if other == "legato" or "legato" not in model_runs:
@@ -223,6 +218,7 @@ def outlier_rows(study: StudyV2, rows: list[dict]) -> tuple[list[dict], list[dic
             by_run: dict[tuple[int, int], list[dict]] = defaultdict(list)
             for r in read_outliers(study.tfail_dir(arm, seed, reps) / "outliers.csv"):
                 by_run[(int(r["n_atoms"]), int(r["seed"]))].append(r)
+            shown = sorted(by_run)[:2]  # one size per folder: its first two instances
             for (n, inst), checks in sorted(by_run.items()):
                 steps = [float(c["nve_step"]) for c in checks]
                 s = run_outlier_summary(steps, [float(c["outliers"]) for c in checks], n)
@@ -231,8 +227,7 @@ def outlier_rows(study: StudyV2, rows: list[dict]) -> tuple[list[dict], list[dic
                     {"model": arm, "model_seed": seed, "n_atoms": n, "instance_seed": inst, **s}
                     | {"reason": o.get("reason", ""), "censored": o.get("censored", "")}
                 )
-                first_two = sorted(i for m, i in by_run if m == n)[:2]
-                if n == largest and seed == min(study.cfg.seeds) and inst in first_two:
+                if n == largest and seed == min(study.cfg.seeds) and (n, inst) in shown:
                     curves += [
                         {"step": c["step"], "outliers": c["outliers"], "model": ARM_LABELS[arm], "run": inst}
                         for c in checks
@@ -255,14 +250,15 @@ def outlier_table(summaries: list[dict]) -> list[dict]:
     return out
 
 
-def _censored_runs(data: dict, arm: str) -> list[dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """The arm's models with runs at >= 2 sizes: n_atoms -> (times, censored)."""
+def _fitted_models(data: dict, arm: str) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """The arm's models with runs at >= 2 sizes (those a β can be fitted to), by seed in
+    order: n_atoms -> (times, censored)."""
     by_seed: dict[int, dict] = defaultdict(dict)
     for (a, n), models in data.items():
         if a == arm:
             for s, m in models.items():
                 by_seed[s][n] = (np.array([v[0] for v in m.values()]), np.array([v[1] for v in m.values()]))
-    return [by_seed[s] for s in sorted(by_seed) if len(by_seed[s]) >= 2]
+    return {s: by_seed[s] for s in sorted(by_seed) if len(by_seed[s]) >= 2}
 
 
 def _pooled_sample(models: dict[int, dict[int, tuple[float, bool]]]) -> tuple[np.ndarray, np.ndarray]:
