@@ -139,6 +139,22 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     assert {f.name for f in files} >= {"runs.csv", "models.csv", "results.md", "legato_s1.pt"}
     exported = (tmp_path / "export" / "models" / "legato_s1.pt").read_bytes()
     assert str(tmp_path).encode() not in exported
+    # failure rates per atom·ns: exposure = Σ n_atoms × (steps survived) × Δt
+    e = prod["per_size"][0]
+    sub = [r for r in runs if r["model"] == e["model"] and int(r["n_atoms"]) == e["n_atoms"]]
+    cfg2["tfail"]["timestep_fs"] = dt = 1.9  # the study's saved value again (resumed below)
+    expected = sum(e["n_atoms"] * int(r["t_failure_steps"]) * dt * 1e-6 for r in sub)
+    assert e["atom_ns"] == pytest.approx(expected) and e["rate_per_atom_ns"]["hi"] > 0
+    assert prod["pooled_rates"] and "rate ratio" in (out / "results.md").read_text()
+    # the report is rewritten whenever asked for; with an ensemble missing it says so
+    one = out / "tfail" / "legato_s2" / "size_1" / "failures.csv"
+    one.rename(one.with_suffix(".bak"))
+    StudyV2(load_study_v2_config(path, data=cfg2), out, resume=True, log=lambda s: None).run(("report",))
+    text = (out / "results.md").read_text()
+    assert "Interim report" in text and "legato_s2_N8" in text
+    one.with_suffix(".bak").rename(one)
+    StudyV2(load_study_v2_config(path, data=cfg2), out, resume=True, log=lambda s: None).run(("report",))
+    assert "Interim report" not in (out / "results.md").read_text()
 
 
 def test_cli_refuses_bad_input(tiny_data, tmp_path):

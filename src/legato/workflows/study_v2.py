@@ -135,7 +135,10 @@ class StudyV2(StagedWorkflow):
         return True
 
     def run(self, stages: tuple[str, ...] = STAGES_V2) -> dict[str, Any]:
-        """Run the stages not done yet; stops cleanly (stage left open) at the deadline."""
+        """Run the stages not done yet; stops cleanly (stage left open) at the deadline. The
+        report is derived from the tables, so it is rewritten whenever it is asked for."""
+        if "report" in stages:
+            self.state.pop("report", None)
         for stage in stages:
             try:
                 self.run_stage(stage)
@@ -280,8 +283,7 @@ class StudyV2(StagedWorkflow):
                 n_atoms = n0 * reps[0] * reps[1] * reps[2]
                 out = self.tfail_dir(arm, seed, reps)
                 instances = t.instances_of(reps)
-                table = out / "failures.csv"
-                if table.is_file() and len(read_failure_table(table)) >= instances:
+                if self.ensemble_done(arm, seed, reps):
                     continue
                 starts = self.starts_path(n_atoms) if cfg.starts.enabled else None
                 kw = {
@@ -301,6 +303,20 @@ class StudyV2(StagedWorkflow):
         self.log(f"  {len(jobs)} ensemble(s) to run")
         res = self._jobs_until_deadline([(name, tfail_job, kw) for _, name, kw in jobs], "time-to-failure")
         return {"jobs": len(res)}
+
+    def ensemble_done(self, arm: str, seed: int, reps: tuple[int, int, int]) -> bool:
+        table = self.tfail_dir(arm, seed, reps) / "failures.csv"
+        return table.is_file() and len(read_failure_table(table)) >= self.cfg.tfail.instances_of(reps)
+
+    def missing_ensembles(self) -> list[str]:
+        """``<arm>_s<seed>_N<atoms>`` of every time-to-failure ensemble without full results."""
+        n0 = self.result("data")["base_n_atoms"]
+        return [
+            f"{model_key(arm, seed)}_N{n0 * reps[0] * reps[1] * reps[2]}"
+            for arm, seed in self.models()
+            for reps in self.cfg.sizes_of(arm)
+            if not self.ensemble_done(arm, seed, reps)
+        ]
 
     def table(self) -> FailureTable:
         """All failure tables of the study merged (labels ``<arm>_s<seed>``)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections import Counter, defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -31,9 +30,11 @@ from legato.stats.hierarchical import (
     weibull_shape,
 )
 from legato.stats.outliers import outlier_growth, run_outlier_summary
+from legato.stats.rates import exposure, poisson_rate, rate_ratio
 from legato.workflows.plots import plot_outliers, plot_survival, save_png
 from legato.workflows.staged import csv_text, json_default
 from legato.workflows.study_v2_config import ARM_LABELS, ARMS
+from legato.workflows.study_v2_markdown import markdown
 from legato.workflows.tfail import read_outliers
 
 if TYPE_CHECKING:
@@ -110,10 +111,33 @@ def _times(rows: list[dict], clock: str) -> dict[tuple[str, int], dict[int, dict
     return out
 
 
-def analyse(rows: list[dict], clock: str, n_boot: int, confidence: float, seed: int = 0) -> dict[str, Any]:
-    """Per arm and size: counts, reasons, hierarchical means, Weibull shapes; Legato against
-    each Adam arm: independent and paired ratios; β per model and pooled with tests."""
+def _exposures(rows: list[dict], clock: str, timestep_fs: float) -> dict[tuple[str, int], tuple[int, float]]:
+    """(arm, n_atoms) -> (failures, exposure in atom·ns) on ``clock`` (:mod:`legato.stats.rates`)."""
+    runs: dict = defaultdict(list)
+    for r in rows:
+        runs[(r["model"], r["n_atoms"])].append(r)
+    return {
+        key: (
+            sum(not r["censored"] for r in rs),
+            exposure(key[1], [float(r[CLOCKS[clock]]) * timestep_fs * 1e-6 for r in rs]),
+        )
+        for key, rs in runs.items()
+    }
+
+
+def _rate_comparison(a: tuple[int, float], b: tuple[int, float], confidence: float) -> dict[str, Any]:
+    ratio, p = rate_ratio(a[0], a[1], b[0], b[1], confidence)
+    return {"ratio": asdict(ratio), "p_one_sided": p, "failures": [a[0], b[0]], "atom_ns": [a[1], b[1]]}
+
+
+def analyse(
+    rows: list[dict], clock: str, n_boot: int, confidence: float, seed: int = 0, timestep_fs: float = 1.0
+) -> dict[str, Any]:
+    """Per arm and size: counts, reasons, failure rate per atom·ns, hierarchical means, Weibull
+    shapes; Legato against each Adam arm: rate ratios, independent and paired ratios of means;
+    β per model and pooled with tests."""
     data = _times(rows, clock)
+    expo = _exposures(rows, clock, timestep_fs)
     arms = [a for a in ARMS if any(k[0] == a for k in data)]
     sizes = sorted({k[1] for k in data})
     per_size: list[dict] = []
@@ -134,6 +158,8 @@ def analyse(rows: list[dict], clock: str, n_boot: int, confidence: float, seed: 
                 "failed": int((~cens).sum()),
                 "failed_in_nvt": sum(r["stage"] == "nvt" and not r["censored"] for r in sub),
                 "reasons": dict(Counter(r["reason"] for r in sub if not r["censored"])),
+                "atom_ns": expo[(arm, n)][1],
+                "rate_per_atom_ns": asdict(poisson_rate(*expo[(arm, n)], confidence)),
                 "mean": asdict(hierarchical_mean(groups, n_boot, seed, confidence)),
                 "per_model_mean": {s: float(np.mean([v[0] for v in m.values()])) for s, m in models.items()},
             }
@@ -156,12 +182,24 @@ def analyse(rows: list[dict], clock: str, n_boot: int, confidence: float, seed: 
                 "b": "legato",
                 "n_atoms": n,
                 "ratio_of_means": asdict(ratio_of_means(ga, gb, n_boot, seed, confidence)),
+                "rate_ratio": _rate_comparison(expo[(other, n)], expo[("legato", n)], confidence),
             }
             if len(shared) >= 2:
                 pa = np.array([[m[s][0] for s in shared] for m in a.values()])
                 pb = np.array([[m[s][0] for s in shared] for m in b.values()])
                 c["paired"] = asdict(paired_comparison(pa, pb, n_boot, seed, confidence))
             comparisons.append(c)
+    pooled_rates = []  # Legato against each arm over the sizes both ran (rate ∝ N^(β-1))
+    for other in [a for a in arms if a != "legato"] if "legato" in arms else []:
+        shared = [n for n in sizes if (other, n) in expo and ("legato", n) in expo]
+        if shared:
+            a, b = (
+                (sum(expo[(arm, n)][0] for n in shared), sum(expo[(arm, n)][1] for n in shared))
+                for arm in (other, "legato")
+            )
+            pooled_rates.append(
+                {"a": other, "b": "legato", "sizes": shared, **_rate_comparison(a, b, confidence)}
+            )
     betas: dict[str, Any] = {}
     model_runs: dict[str, list[dict[int, np.ndarray]]] = {}
     censored_runs: dict[str, list[dict[int, tuple[np.ndarray, np.ndarray]]]] = {}
@@ -201,6 +239,7 @@ def analyse(rows: list[dict], clock: str, n_boot: int, confidence: float, seed: 
         "clock": clock,
         "per_size": per_size,
         "comparisons": comparisons,
+        "pooled_rates": pooled_rates,
         "beta": betas,
         "beta_tests": beta_tests,
     }
@@ -304,112 +343,6 @@ def scaling_figure(rows: list[dict], stats: dict, clock: str) -> Figure:
 
 
 # ----------------------------------------------------------------------------- report
-def _f(x: Any, nd: int = 0) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
-
-
-def _iv(d: dict, nd: int = 0) -> str:
-    return f"{_f(d['value'], nd)} [{_f(d['lo'], nd)}, {_f(d['hi'], nd)}]"
-
-
-def markdown(stats: dict[str, dict], models: list[dict], outliers: list[dict] | None = None) -> str:
-    lines = ["# Study v2 results", ""]
-    if models:
-        lines += [
-            "## Models",
-            "",
-            "| model | seed | epoch | grad. evals (epochs) | val F RMSE | test F RMSE |",
-            "|---|---|---|---|---|---|",
-        ]
-        for m in models:
-            lines.append(
-                f"| {m['model']} | {m['model_seed']} | {m['epoch']} | {m['gradient_evaluations_epochs']} | "
-                f"{_f(float(m['val_forces_rmse_meV_A']), 1)} | {_f(m.get('forces_rmse_meV_A'), 1)} |"
-            )
-        lines.append("")
-    for clock, st in stats.items():
-        lines += [
-            f"## Clock: {clock}",
-            "",
-            "| model | N | models | runs | failed (NVT) | mean t [95 % CI] | Weibull k |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for e in st["per_size"]:
-            k = e["weibull_shape"]
-            ks = _iv(k["shape"], 2) if isinstance(k, dict) else "n/a"
-            lines.append(
-                f"| {e['model']} | {e['n_atoms']} | {e['models']} | {e['runs']} | "
-                f"{e['failed']} ({e['failed_in_nvt']}) | {_iv(e['mean'])} | {ks} |"
-            )
-        lines += [
-            "",
-            "| Legato vs | N | ratio of means | paired ratio | wins L/A | p (sign) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for c in st["comparisons"]:
-            p = c.get("paired")
-            lines.append(
-                f"| {c['a']} | {c['n_atoms']} | {_iv(c['ratio_of_means'], 2)} | "
-                + (
-                    f"{_iv(p['ratio'], 2)} | {p['wins_b']}/{p['wins_a']} | {p['p_sign']:.2g} |"
-                    if p
-                    else "n/a | | |"
-                )
-            )
-        lines += [
-            "",
-            "| model | β per model | pooled β [95 % CI] | shape homogeneity p |",
-            "|---|---|---|---|",
-        ]
-        for arm, b in st["beta"].items():
-            per = ", ".join(f"{v:.2f}" for v in b["per_model"].values())
-            sh = b.get("shape_homogeneity")
-            lines.append(
-                f"| {arm} | {per} | {_iv(b['pooled'], 2)} | {sh['p']:.2g} |"
-                if isinstance(sh, dict)
-                else f"| {arm} | {per} | {_iv(b['pooled'], 2)} | n/a |"
-            )
-        for arm, b in st["beta"].items():
-            w = b.get("weibull")
-            lines.append(
-                f"\nWeibull β ({arm}, censored runs as survivors): {_iv(w['beta'], 2)}, shape "
-                f"{w['shape']:.2f}, {w['failures']} failures in {w['runs']} runs"
-                if isinstance(w, dict)
-                else f"\nWeibull β ({arm}): {w}"
-            )
-        for t in st["beta_tests"]:
-            g = t["hedges_g"]
-            lines.append(
-                f"\nβ_legato − β_{t['a']} (means) = {_iv(t['difference'], 2)}; one-sided p (bootstrap) "
-                f"{t['p_bootstrap']:.2g}, p (Welch) {_f(t['p_welch'], 3)}, Hedges g {_f(g, 2)}"
-            )
-            w = t.get("weibull")
-            if isinstance(w, dict):
-                lines.append(
-                    f"\nβ_legato − β_{t['a']} (Weibull) = {_iv(w['difference'], 2)}; "
-                    f"one-sided p (bootstrap) {w['p_bootstrap']:.2g}"
-                )
-        lines.append("")
-    if outliers:
-        lines += [
-            "## Force outliers (> 5σ) per 1,000 atoms, NVE checks (Fig. 1)",
-            "",
-            "| model | N | runs | first quarter | last quarter | late/early | runs grown "
-            "| last check, failed runs |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for o in outliers:
-            if not o.get("runs"):
-                continue
-            lines.append(
-                f"| {o['model']} | {o['n_atoms']} | {o['runs']} | {_f(o['early'], 2)} | {_f(o['late'], 2)} | "
-                f"{_f(o['late_over_early'], 2)} | {o['share_grown']:.0%} | "
-                f"{_f(o['final_failed'], 2)} ({o['failed']}) |"
-            )
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
 def write_report(study: StudyV2) -> dict:
     cfg = study.cfg
     table = study.table()
@@ -423,7 +356,8 @@ def write_report(study: StudyV2) -> dict:
     rows = run_rows(table, budgets)
     atomic_write_text(study.out / "runs.csv", csv_text(rows, RUN_COLUMNS), overwrite=True)
     a = cfg.analysis
-    stats = {clock: analyse(rows, clock, a.n_boot, a.confidence, a.seed) for clock in CLOCKS}
+    dt = cfg.tfail.timestep_fs
+    stats = {clock: analyse(rows, clock, a.n_boot, a.confidence, a.seed, dt) for clock in CLOCKS}
     models = _read_csv(study.out / "models.csv")
     errors = {(r["model"], r["model_seed"]): r for r in _read_csv(study.out / "errors.csv")}
     for m in models:
@@ -441,7 +375,16 @@ def write_report(study: StudyV2) -> dict:
         json.dumps({"stats": stats, "models": models, "outliers": outliers}, indent=1, default=json_default)
         + "\n",
     )
-    atomic_write_text(study.out / "results.md", markdown(stats, models, outliers))
+    text = markdown(stats, models, outliers)
+    missing = study.missing_ensembles()
+    if missing:  # an interim report (``--stages report`` before the tfail stage has finished)
+        note = (
+            f"**Interim report:** {len(missing)} time-to-failure ensemble(s) have no results yet "
+            f"({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}); every number below "
+            "covers the finished ones only.\n\n"
+        )
+        text = text.replace("\n\n", "\n\n" + note, 1)
+    atomic_write_text(study.out / "results.md", text)
     for clock, st in stats.items():
         save_png(scaling_figure(rows, st, clock), study.out / f"tfail_scaling_{clock}.png", overwrite=True)
     pooled = FailureTable(
@@ -461,7 +404,11 @@ def write_report(study: StudyV2) -> dict:
     plot_survival(pooled, study.out / "survival.png", overwrite=True, clock="production")
     study.log((study.out / "results.md").read_text())
     files = ["runs.csv", "outliers.csv", "results.json", "results.md", "survival.png"]
-    return {"runs": len(rows), "files": files + (["fig1_outliers.png"] if curves else [])}
+    return {
+        "runs": len(rows),
+        "missing_ensembles": len(missing),
+        "files": files + (["fig1_outliers.png"] if curves else []),
+    }
 
 
 #: what ``export_results`` copies: the tables, the report, the figures and the model files

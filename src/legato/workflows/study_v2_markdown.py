@@ -1,0 +1,125 @@
+"""Markdown of study v2's report (``results.md``): the tables of :func:`.study_v2_report.analyse`'s
+statistics, the models and the force-outlier summary. Pure formatting of numbers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _f(x: Any, nd: int = 0) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
+
+
+def _iv(d: dict, nd: int = 0) -> str:
+    return f"{_f(d['value'], nd)} [{_f(d['lo'], nd)}, {_f(d['hi'], nd)}]"
+
+
+def _ivg(d: dict) -> str:
+    """An interval in 2 significant digits (rates and their ratios span decades)."""
+    return f"{d['value']:.2g} [{d['lo']:.2g}, {d['hi']:.2g}]"
+
+
+def markdown(stats: dict[str, dict], models: list[dict], outliers: list[dict] | None = None) -> str:
+    lines = ["# Study v2 results", ""]
+    if models:
+        lines += [
+            "## Models",
+            "",
+            "| model | seed | epoch | grad. evals (epochs) | val F RMSE | test F RMSE |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in models:
+            lines.append(
+                f"| {m['model']} | {m['model_seed']} | {m['epoch']} | {m['gradient_evaluations_epochs']} | "
+                f"{_f(float(m['val_forces_rmse_meV_A']), 1)} | {_f(m.get('forces_rmse_meV_A'), 1)} |"
+            )
+        lines.append("")
+    for clock, st in stats.items():
+        lines += [
+            f"## Clock: {clock}",
+            "",
+            "| model | N | models | runs | failed (NVT) | atom·ns | failures per atom·ns [95 % CI] "
+            "| mean t [95 % CI] | Weibull k |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for e in st["per_size"]:
+            k = e["weibull_shape"]
+            ks = _iv(k["shape"], 2) if isinstance(k, dict) else "n/a"
+            lines.append(
+                f"| {e['model']} | {e['n_atoms']} | {e['models']} | {e['runs']} | "
+                f"{e['failed']} ({e['failed_in_nvt']}) | {e['atom_ns']:.3g} | "
+                f"{_ivg(e['rate_per_atom_ns'])} | {_iv(e['mean'])} | {ks} |"
+            )
+        lines += [
+            "",
+            "| Legato vs | N | rate ratio L/A [95 % CI] | p (L fails less) | ratio of means | paired ratio "
+            "| wins L/A | p (sign) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        rate_rows = [(c, str(c["n_atoms"])) for c in st["comparisons"]]
+        rate_rows += [(c, "all: " + ", ".join(map(str, c["sizes"]))) for c in st.get("pooled_rates", [])]
+        for c, size in rate_rows:
+            rr = c.get("rate_ratio", c)
+            p = c.get("paired")
+            lines.append(
+                f"| {c['a']} | {size} | {_ivg(rr['ratio'])} | {rr['p_one_sided']:.2g} | "
+                + ("n/a | " if "ratio_of_means" not in c else f"{_iv(c['ratio_of_means'], 2)} | ")
+                + (
+                    f"{_iv(p['ratio'], 2)} | {p['wins_b']}/{p['wins_a']} | {p['p_sign']:.2g} |"
+                    if p
+                    else "n/a | | |"
+                )
+            )
+        lines += [
+            "",
+            "| model | β per model | pooled β [95 % CI] | shape homogeneity p |",
+            "|---|---|---|---|",
+        ]
+        for arm, b in st["beta"].items():
+            per = ", ".join(f"{v:.2f}" for v in b["per_model"].values())
+            sh = b.get("shape_homogeneity")
+            lines.append(
+                f"| {arm} | {per} | {_iv(b['pooled'], 2)} | {sh['p']:.2g} |"
+                if isinstance(sh, dict)
+                else f"| {arm} | {per} | {_iv(b['pooled'], 2)} | n/a |"
+            )
+        for arm, b in st["beta"].items():
+            w = b.get("weibull")
+            lines.append(
+                f"\nWeibull β ({arm}, censored runs as survivors): {_iv(w['beta'], 2)}, shape "
+                f"{w['shape']:.2f}, {w['failures']} failures in {w['runs']} runs"
+                if isinstance(w, dict)
+                else f"\nWeibull β ({arm}): {w}"
+            )
+        for t in st["beta_tests"]:
+            g = t["hedges_g"]
+            lines.append(
+                f"\nβ_legato − β_{t['a']} (means) = {_iv(t['difference'], 2)}; one-sided p (bootstrap) "
+                f"{t['p_bootstrap']:.2g}, p (Welch) {_f(t['p_welch'], 3)}, Hedges g {_f(g, 2)}"
+            )
+            w = t.get("weibull")
+            if isinstance(w, dict):
+                lines.append(
+                    f"\nβ_legato − β_{t['a']} (Weibull) = {_iv(w['difference'], 2)}; "
+                    f"one-sided p (bootstrap) {w['p_bootstrap']:.2g}"
+                )
+        lines.append("")
+    if outliers:
+        lines += [
+            "## Force outliers (> 5σ) per 1,000 atoms, NVE checks (Fig. 1)",
+            "",
+            "| model | N | runs | first quarter | last quarter | late/early | runs grown "
+            "| last check, failed runs |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for o in outliers:
+            if not o.get("runs"):
+                continue
+            lines.append(
+                f"| {o['model']} | {o['n_atoms']} | {o['runs']} | {_f(o['early'], 2)} | {_f(o['late'], 2)} | "
+                f"{_f(o['late_over_early'], 2)} | {o['share_grown']:.0%} | "
+                f"{_f(o['final_failed'], 2)} ({o['failed']}) |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
