@@ -137,6 +137,13 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
         (r["model"], int(r["n_atoms"])) for r in runs
     }
     assert "Force outliers" in (out / "results.md").read_text()
+    with open(out / "energy.csv", newline="") as fh:  # one energy summary per run that reached NVE
+        energy = list(csv.DictReader(fh))
+    key = ("model", "model_seed", "n_atoms", "instance_seed")
+    reached = {tuple(r[k] for k in key) for r in runs if int(r["t_failure_steps"]) >= 3 * 10}
+    nve = {tuple(r[k] for k in key) for r in runs if r["stage"] != "nvt"}
+    assert reached and reached <= {tuple(e[k] for k in key) for e in energy} <= nve
+    assert res["energy"]["comparisons"] and "Energy conservation" in (out / "results.md").read_text()
     assert str(tmp_path) not in (out / "results.md").read_text()
     from legato.workflows.study_v2_report import export_results
 

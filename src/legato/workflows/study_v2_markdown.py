@@ -15,12 +15,22 @@ def _iv(d: dict, nd: int = 0) -> str:
     return f"{_f(d['value'], nd)} [{_f(d['lo'], nd)}, {_f(d['hi'], nd)}]"
 
 
+def _ivx(d: dict | str, nd: int = 0) -> str:
+    """:func:`_iv` of an interval, or n/a for a quantity that could not be estimated."""
+    return _iv(d, nd) if isinstance(d, dict) else "n/a"
+
+
 def _ivg(d: dict) -> str:
     """An interval in 2 significant digits (rates and their ratios span decades)."""
     return f"{d['value']:.2g} [{d['lo']:.2g}, {d['hi']:.2g}]"
 
 
-def markdown(stats: dict[str, dict], models: list[dict], outliers: list[dict] | None = None) -> str:
+def markdown(
+    stats: dict[str, dict],
+    models: list[dict],
+    outliers: list[dict] | None = None,
+    energy: dict[str, list] | None = None,
+) -> str:
     lines = ["# Study v2 results", ""]
     if models:
         lines += [
@@ -121,5 +131,21 @@ def markdown(stats: dict[str, dict], models: list[dict], outliers: list[dict] | 
                 f"{_f(o['late_over_early'], 2)} | {o['share_grown']:.0%} | "
                 f"{_f(o['final_failed'], 2)} ({o['failed']}) |"
             )
+        lines.append("")
+    if energy and energy["per_size"]:
+        lines += [
+            "## Energy conservation over the production stage (per run, then mean over models)",
+            "",
+            "| model | N | runs | fluctuation (meV/atom) | abs. drift (meV/atom/ps) | hottest check (K) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for e in energy["per_size"]:
+            lines.append(
+                f"| {e['model']} | {e['n_atoms']} | {e['runs']} | {_ivx(e['fluct_meV_atom'], 3)} | "
+                f"{_ivx(e['abs_drift_meV_atom_ps'], 4)} | {_ivx(e['t_max_K'])} |"
+            )
+        lines += ["", "| Legato vs | N | fluctuation ratio L/A [95 % CI] |", "|---|---|---|"]
+        for c in energy["comparisons"]:
+            lines.append(f"| {c['a']} | {c['n_atoms']} | {_iv(c['fluct_ratio'], 2)} |")
         lines.append("")
     return "\n".join(lines) + "\n"

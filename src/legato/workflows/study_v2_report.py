@@ -34,6 +34,7 @@ from legato.stats.rates import exposure, poisson_rate, rate_ratio
 from legato.workflows.plots import plot_outliers, plot_survival, save_png
 from legato.workflows.staged import csv_text, json_default
 from legato.workflows.study_v2_config import ARM_LABELS, ARMS
+from legato.workflows.study_v2_energy import ENERGY_COLUMNS, energy_rows, energy_stats
 from legato.workflows.study_v2_markdown import markdown
 from legato.workflows.tfail import read_outliers
 
@@ -370,12 +371,19 @@ def write_report(study: StudyV2) -> dict:
         atomic_write_text(fig1, csv_text(curves, ["step", "outliers", "model", "run"]), overwrite=True)
         sigma, nvt = cfg.tfail.outlier_sigma, cfg.tfail.nvt_steps
         plot_outliers(fig1, study.out / "fig1_outliers.png", sigma, overwrite=True, nvt_steps=nvt)
+    runs_energy = energy_rows(study)
+    atomic_write_text(study.out / "energy.csv", csv_text(runs_energy, ENERGY_COLUMNS), overwrite=True)
+    energy = energy_stats(runs_energy, a.n_boot, a.confidence, a.seed)
     atomic_write_text(
         study.out / "results.json",
-        json.dumps({"stats": stats, "models": models, "outliers": outliers}, indent=1, default=json_default)
+        json.dumps(
+            {"stats": stats, "models": models, "outliers": outliers, "energy": energy},
+            indent=1,
+            default=json_default,
+        )
         + "\n",
     )
-    text = markdown(stats, models, outliers)
+    text = markdown(stats, models, outliers, energy)
     missing = study.missing_ensembles()
     if missing:  # an interim report (``--stages report`` before the tfail stage has finished)
         note = (
@@ -403,7 +411,7 @@ def write_report(study: StudyV2) -> dict:
     )
     plot_survival(pooled, study.out / "survival.png", overwrite=True, clock="production")
     study.log((study.out / "results.md").read_text())
-    files = ["runs.csv", "outliers.csv", "results.json", "results.md", "survival.png"]
+    files = ["runs.csv", "outliers.csv", "energy.csv", "results.json", "results.md", "survival.png"]
     return {
         "runs": len(rows),
         "missing_ensembles": len(missing),
@@ -423,6 +431,7 @@ EXPORT_FILES = (
     "tfail_scaling_total.png",
     "survival.png",
     "outliers.csv",
+    "energy.csv",
     "fig1_outliers.csv",
     "fig1_outliers.png",
 )
