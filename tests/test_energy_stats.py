@@ -74,5 +74,6 @@ def test_energy_stats_compare_legato_with_each_adam_arm():
     (c,) = st["comparisons"]
     assert c["a"] == "allegro" and c["fluct_ratio"]["value"] == pytest.approx(0.5, rel=0.05)
     assert c["fluct_ratio"]["hi"] < 0.6 and len(st["per_size"]) == 2
+    assert c["paired"]["ratio"]["value"] == pytest.approx(0.5, rel=0.05) and c["paired"]["wins_a"] == 4
     # a drift of exactly 0 in some run cannot enter a mean of positive values: reported, not raised
     assert isinstance(st["per_size"][0]["abs_drift_meV_atom_ps"], str)

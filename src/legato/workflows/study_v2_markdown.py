@@ -144,8 +144,21 @@ def markdown(
                 f"| {e['model']} | {e['n_atoms']} | {e['runs']} | {_ivx(e['fluct_meV_atom'], 3)} | "
                 f"{_ivx(e['abs_drift_meV_atom_ps'], 4)} | {_ivx(e['t_max_K'])} |"
             )
-        lines += ["", "| Legato vs | N | fluctuation ratio L/A [95 % CI] |", "|---|---|---|"]
+        lines += [
+            "",
+            "| Legato vs | N | fluctuation ratio L/A [95 % CI] | paired ratio | L lower / higher "
+            "| p (sign) |",
+            "|---|---|---|---|---|---|",
+        ]
         for c in energy["comparisons"]:
-            lines.append(f"| {c['a']} | {c['n_atoms']} | {_iv(c['fluct_ratio'], 2)} |")
+            p = c.get("paired")
+            lines.append(
+                f"| {c['a']} | {c['n_atoms']} | {_iv(c['fluct_ratio'], 2)} | "
+                + (
+                    f"{_iv(p['ratio'], 2)} | {p['wins_a']}/{p['wins_b']} | {p['p_sign']:.2g} |"
+                    if p
+                    else "n/a | | |"
+                )
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
