@@ -56,10 +56,13 @@ def test_config_schema(tiny_data, tmp_path):
     for name in ("study_v2.yaml", "study_v2_paper_model.yaml"):
         assert load_study_v2_config(CONFIGS / name).version == 2
     # the NVT-only variant reuses tier 1's trained models: everything upstream of MD must match
-    tier1, nvt = (load_study_v2_config(CONFIGS / n) for n in ("study_v2.yaml", "study_v2_nvt_only.yaml"))
-    for key in ("data", "data_index", "split_seed", "train_frames", "train", "seeds", "rho", "epochs"):
-        assert getattr(nvt, key) == getattr(tier1, key), key
+    tier1 = load_study_v2_config(CONFIGS / "study_v2.yaml")
+    nvt, dt24 = (load_study_v2_config(CONFIGS / f"study_v2_{n}.yaml") for n in ("nvt_only", "dt24"))
+    for variant in (nvt, dt24):
+        for key in ("data", "data_index", "split_seed", "train_frames", "train", "seeds", "rho", "epochs"):
+            assert getattr(variant, key) == getattr(tier1, key), key
     assert nvt.tfail.production == "nvt" and tier1.tfail.production == "nve"
+    assert dt24.tfail.timestep_fs == 2.4 and dt24.tfail.production == "nve"
     # Table 1 (rho grid, v1 schema) and Table 4 (l_max 0 and 2) configs of study v2
     from legato.train.config import parse_config
     from legato.workflows.study_config import load_study_config
