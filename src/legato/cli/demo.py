@@ -211,7 +211,7 @@ def format_comparison(study) -> str:
         lines.append(
             "the comparisons marked 'not resolved' are not evidence either way. The real measurement is"
         )
-        lines.append("'legato study configs/study.yaml' (hours; docs/study.md, docs/reproduction.md).")
+        lines.append("'legato study configs/study.yaml' (hours; docs/study.md, docs/reproduction_v1.md).")
     out = study.out
     pngs = [
         p
