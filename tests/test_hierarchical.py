@@ -10,6 +10,7 @@ from legato.stats.hierarchical import (
     compare_betas,
     hierarchical_mean,
     paired_comparison,
+    paired_on_shared,
     pooled_beta,
     ratio_of_means,
     shape_homogeneity,
@@ -120,3 +121,13 @@ def test_shape_homogeneity_flags_size_dependent_shapes():
     assert dof == 2 and p_same > 0.01
     diff = {128: _weibull(rng, 1.0, 200), 1024: _weibull(rng, 4.0, 200)}
     assert shape_homogeneity(diff)[1] < 1e-4
+
+
+def test_paired_on_shared_uses_the_instances_every_model_ran():
+    a = [{0: 1.0, 1: 2.0, 2: 3.0}, {0: 1.5, 1: 2.5, 2: 3.5, 7: 9.0}]
+    b = [{0: 2.0, 1: 4.0, 2: 6.0, 5: 1.0}]
+    got = paired_on_shared(a, b, n_boot=200)
+    pa, pb = np.array([[1.0, 2.0, 3.0], [1.5, 2.5, 3.5]]), np.array([[2.0, 4.0, 6.0]])
+    want = paired_comparison(pa, pb, n_boot=200)
+    assert got == want and got.n_instances == 3
+    assert paired_on_shared(a, [{0: 2.0, 5: 1.0}]) is None  # one shared instance only

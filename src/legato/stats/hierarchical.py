@@ -15,7 +15,7 @@ when runs are censored. All functions are pure: arrays in, numbers out.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,6 +149,23 @@ def paired_comparison(
         p_sign=p_sign,
         p_wilcoxon=p_w,
     )
+
+
+def paired_on_shared(
+    a: Sequence[Mapping[int, float]],
+    b: Sequence[Mapping[int, float]],
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> PairedResult | None:
+    """:func:`paired_comparison` on the instances that every model of both arms ran. ``a`` and
+    ``b``: one mapping per model, instance seed -> value. None if fewer than 2 are shared."""
+    shared = sorted(set.intersection(*(set(m) for m in [*a, *b])))
+    if len(shared) < 2:
+        return None
+    pa = np.array([[m[i] for i in shared] for m in a])
+    pb = np.array([[m[i] for i in shared] for m in b])
+    return paired_comparison(pa, pb, n_boot, seed, confidence)
 
 
 # ----------------------------------------------------------------------------- beta

@@ -16,7 +16,7 @@ import numpy as np
 
 from legato.errors import LegatoError
 from legato.stats.energy import conserved_energy_summary
-from legato.stats.hierarchical import hierarchical_mean, paired_comparison, ratio_of_means
+from legato.stats.hierarchical import hierarchical_mean, paired_on_shared, ratio_of_means
 from legato.workflows.study_v2_config import ARMS
 
 if TYPE_CHECKING:
@@ -114,16 +114,12 @@ def energy_stats(rows: list[dict], n_boot: int, confidence: float, seed: int = 0
                 ratio = ratio_of_means(arrays(key, fl), arrays(("legato", n), fl), n_boot, seed, confidence)
                 entry = {"a": arm, "b": "legato", "n_atoms": n, "fluct_ratio": asdict(ratio)}
                 # paired on the starting boxes every model shares (same instance seed)
-                by_inst = [
-                    {r["instance_seed"]: r["fluct_meV_atom"] for r in runs}
+                a, b = (
+                    [{r["instance_seed"]: r["fluct_meV_atom"] for r in runs} for runs in groups[k].values()]
                     for k in (key, ("legato", n))
-                    for runs in groups[k].values()
-                ]
-                shared = sorted(set.intersection(*(set(m) for m in by_inst)))
-                if len(shared) >= 2:
-                    m = len(groups[key])
-                    pa = np.array([[d[i] for i in shared] for d in by_inst[:m]])
-                    pb = np.array([[d[i] for i in shared] for d in by_inst[m:]])
-                    entry["paired"] = asdict(paired_comparison(pa, pb, n_boot, seed, confidence))
+                )
+                paired = paired_on_shared(a, b, n_boot, seed, confidence)
+                if paired is not None:
+                    entry["paired"] = asdict(paired)
                 ratios.append(entry)
     return {"per_size": per_size, "comparisons": ratios}

@@ -23,7 +23,7 @@ from legato.stats.failures import FailureRecord, FailureTable
 from legato.stats.hierarchical import (
     compare_betas,
     hierarchical_mean,
-    paired_comparison,
+    paired_on_shared,
     pooled_beta,
     ratio_of_means,
     shape_homogeneity,
@@ -177,7 +177,6 @@ def analyse(
                 continue
             ga = [np.array([v[0] for v in m.values()]) for m in a.values()]
             gb = [np.array([v[0] for v in m.values()]) for m in b.values()]
-            shared = sorted(set.intersection(*(set(m) for m in [*a.values(), *b.values()])))
             c: dict[str, Any] = {
                 "a": other,
                 "b": "legato",
@@ -185,10 +184,15 @@ def analyse(
                 "ratio_of_means": asdict(ratio_of_means(ga, gb, n_boot, seed, confidence)),
                 "rate_ratio": _rate_comparison(expo[(other, n)], expo[("legato", n)], confidence),
             }
-            if len(shared) >= 2:
-                pa = np.array([[m[s][0] for s in shared] for m in a.values()])
-                pb = np.array([[m[s][0] for s in shared] for m in b.values()])
-                c["paired"] = asdict(paired_comparison(pa, pb, n_boot, seed, confidence))
+            paired = paired_on_shared(
+                [{i: v[0] for i, v in m.items()} for m in a.values()],
+                [{i: v[0] for i, v in m.items()} for m in b.values()],
+                n_boot,
+                seed,
+                confidence,
+            )
+            if paired is not None:
+                c["paired"] = asdict(paired)
             comparisons.append(c)
     pooled_rates = []  # Legato against each arm over the sizes both ran (rate ∝ N^(β-1))
     for other in [a for a in arms if a != "legato"] if "legato" in arms else []:
