@@ -170,6 +170,23 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     one.with_suffix(".bak").rename(one)
     StudyV2(load_study_v2_config(path, data=cfg2), out, resume=True, log=lambda s: None).run(("report",))
     assert "Interim report" not in (out / "results.md").read_text()
+    # a finished study may grow: an arm added at a size keeps every finished ensemble as it was
+    kept = {f: f.read_bytes() for f in (out / "tfail").glob("*/*/failures.csv")}
+    grown = {**cfg2, "arm_sizes": {"allegro_2x": [1, "1x1x2"], "allegro_matched": [1]}}
+    StudyV2(load_study_v2_config(path, data=grown), out, resume=True, log=lambda s: None).run()
+    assert all(f.read_bytes() == b for f, b in kept.items())
+    with open(out / "runs.csv", newline="") as fh:
+        runs2 = list(csv.DictReader(fh))
+    assert len(runs2) == len(runs) + 2 * 3 and {
+        r["n_atoms"] for r in runs2 if r["model"] == "allegro_2x"
+    } == {
+        "8",
+        "16",
+    }
+    assert "allegro_2x" in yaml.safe_load((out / "study_config.yaml").read_text())["arm_sizes"]
+    shrunk = {**grown, "arm_sizes": {"allegro_2x": [1], "allegro_matched": [1]}}
+    with pytest.raises(LegatoError, match="sections: arm_sizes"):  # dropping ensembles is no extension
+        StudyV2(load_study_v2_config(path, data=shrunk), out, resume=True, log=lambda s: None)
 
 
 def test_cli_refuses_bad_input(tiny_data, tmp_path):

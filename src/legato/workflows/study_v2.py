@@ -30,7 +30,7 @@ from legato.errors import LegatoError
 from legato.fileio import atomic_write_text
 from legato.stats.failures import FailureTable, merge_tables, read_failure_table
 from legato.workflows.jobs import run_jobs, train_job
-from legato.workflows.staged import StagedWorkflow, csv_text
+from legato.workflows.staged import CONFIG_NAME, StagedWorkflow, csv_text, write_json
 from legato.workflows.starts import build_starts, read_starts, select_pool, write_starts
 from legato.workflows.study import prepare_data, tfail_job
 from legato.workflows.study_report import error_metrics, frame_errors, sharpness_job, sharpness_kwargs
@@ -62,6 +62,26 @@ SECTION_STAGES = {
 }
 #: tfail keys the data stage uses (choice of the base box): fixed once it has run
 DATA_TFAIL_KEYS = ("structure", "structure_index", "temperature_K")
+
+
+def ensembles(cfg: StudyV2Config) -> dict[tuple[str, tuple[int, int, int]], dict]:
+    """Every time-to-failure ensemble a config asks for, per arm and replication: the settings
+    its runs depend on (instances, seed, base-box choice and MD protocol)."""
+    t = cfg.tfail
+    base = {k: getattr(t, k, None) for k in DATA_TFAIL_KEYS}
+    return {
+        (arm, reps): {**base, "instances": t.instances_of(reps), "seed": t.seed, **t.protocol(reps).to_dict()}
+        for arm in ARMS
+        for reps in cfg.sizes_of(arm)
+    }
+
+
+def extends(old: StudyV2Config, new: StudyV2Config) -> bool:
+    """Does ``new`` only add time-to-failure ensembles (sizes, or arms at sizes) to ``old``,
+    leaving every ensemble ``old`` ran exactly as it was? Then a resumed study keeps its
+    finished ensembles and runs the new ones."""
+    before, after = ensembles(old), ensembles(new)
+    return set(before) < set(after) and all(after[k] == v for k, v in before.items())
 
 
 class DeadlineReached(LegatoError):
@@ -112,8 +132,17 @@ class StudyV2(StagedWorkflow):
         max_hours: float | None = None,
     ) -> None:
         text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        saved = Path(out) / CONFIG_NAME
+        self.cfg, self.extended = cfg, False
+        self.saved_cfg = (
+            StudyV2Config.model_validate(yaml.safe_load(saved.read_text())) if saved.is_file() else None
+        )
         super().__init__(text, out, resume, log, RUNTIME_KEYS_V2)
-        self.cfg = cfg
+        if self.extended:  # new ensembles: their starts, runs and the report are still to do
+            for stage in ("starts", "tfail", "report"):
+                self.state.pop(stage, None)
+            write_json(self.state_path, self.state)
+            log("  tfail: new sizes or arms added to the study; their starts and ensembles will run")
         self.data_dir, self.logs = self.out / "data", self.out / "logs"
         if max_hours is not None and not max_hours > 0:
             raise LegatoError(f"--max-hours must be > 0, got {max_hours}")
@@ -124,6 +153,9 @@ class StudyV2(StagedWorkflow):
         if stages is None:
             return False
         if any(self.done(st) or (self.out / path).exists() for st, path in stages):
+            if section in ("tfail", "arm_sizes") and self.saved_cfg is not None:
+                self.extended = extends(self.saved_cfg, self.cfg)
+                return self.extended
             return False
         if section == "tfail" and self.done("data"):
             return all((old or {}).get(k) == (new or {}).get(k) for k in DATA_TFAIL_KEYS)
