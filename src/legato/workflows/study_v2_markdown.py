@@ -81,11 +81,11 @@ def markdown(
                     else "n/a | | |"
                 )
             )
-        lines += [
-            "",
-            "| model | β per model | pooled β [95 % CI] | shape homogeneity p |",
-            "|---|---|---|---|",
-        ]
+        lines += (
+            ["", "| model | β per model | pooled β [95 % CI] | shape homogeneity p |", "|---|---|---|---|"]
+            if st["beta"]
+            else ["", "No β: it needs an arm's runs at two or more sizes."]
+        )
         for arm, b in st["beta"].items():
             per = ", ".join(f"{v:.2f}" for v in b["per_model"].values())
             sh = b.get("shape_homogeneity")
