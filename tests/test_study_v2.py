@@ -126,6 +126,17 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     with open(out / "sharpness.csv", newline="") as fh:
         sharp = list(csv.DictReader(fh))
     assert all(float(r["worst_case_value"]) >= float(r["value"]) - 1e-12 for r in sharp)
+    # per-model measures: every arm's mean, Legato against the three Adam arms paired by seed
+    measures = {m["measure"]: m for m in res["per_model"]}
+    assert set(measures) == {"val_forces_rmse_meV_A", "forces_rmse_meV_A", "value", "worst_case_value"}
+    wc = measures["worst_case_value"]
+    assert set(wc["arms"]) == set(ARMS) and {c["other"] for c in wc["legato_vs"]} == set(ARMS) - {"legato"}
+    assert wc["arms"]["legato"]["values"] == {
+        r["model_seed"]: pytest.approx(float(r["worst_case_value"]))
+        for r in sharp
+        if r["model"] == "legato"
+    }
+    assert "Per-model measures" in (out / "results.md").read_text()
     for name in (
         "results.md",
         "errors.csv",

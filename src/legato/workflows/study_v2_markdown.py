@@ -30,6 +30,7 @@ def markdown(
     models: list[dict],
     outliers: list[dict] | None = None,
     energy: dict[str, list] | None = None,
+    per_model: list[dict] | None = None,
 ) -> str:
     lines = ["# Study v2 results", ""]
     if models:
@@ -160,5 +161,28 @@ def markdown(
                     else "n/a | | |"
                 )
             )
+        lines.append("")
+    if per_model:
+        lines += [
+            "## Per-model measures (mean over models; Legato against each arm paired by seed)",
+            "",
+            "| measure | model | models | mean [95 % CI] | Legato ÷ model [95 % CI] | L lower / higher "
+            "| p (sign) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m in per_model:
+            vs = {c["other"]: c for c in m["legato_vs"]}
+            for arm, e in m["arms"].items():
+                c = vs.get(arm)
+                mean = _ivg(e["mean"]) if e["mean"] else f"{next(iter(e['values'].values())):.3g}"
+                lines.append(
+                    f"| {m['label']} | {arm} | {e['models']} | {mean} | "
+                    + (
+                        f"{_iv(c['ratio'], 2)} | {c['reference_lower']}/{c['reference_higher']} "
+                        f"| {c['p_sign']:.2g} |"
+                        if c
+                        else "| | |"
+                    )
+                )
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from legato.stats.hierarchical import (
     weibull_shape,
 )
 from legato.stats.outliers import outlier_growth, run_outlier_summary
+from legato.stats.per_model import arm_summaries, paired_by_seed
 from legato.stats.rates import exposure, poisson_rate, rate_ratio
 from legato.workflows.plots import plot_outliers, plot_survival, save_png
 from legato.workflows.staged import csv_text, json_default
@@ -348,6 +349,39 @@ def scaling_figure(rows: list[dict], stats: dict, clock: str) -> Figure:
 
 
 # ----------------------------------------------------------------------------- report
+#: per-model measures the report compares across arms: (table, column, label)
+MODEL_MEASURES = (
+    ("models.csv", "val_forces_rmse_meV_A", "validation force RMSE (meV/Å)"),
+    ("errors.csv", "forces_rmse_meV_A", "test force RMSE (meV/Å)"),
+    ("sharpness.csv", "value", "sharpness, max over random directions"),
+    ("sharpness.csv", "worst_case_value", "sharpness, worst case (gradient ascent)"),
+)
+
+
+def model_measures(out: Path, models: list[dict], n_boot: int, confidence: float, seed: int) -> list[dict]:
+    """Each per-model measure the study has (accuracy, sharpness): arm means over models and
+    Legato against every Adam arm paired by seed (:mod:`legato.stats.per_model`)."""
+    tables = {"models.csv": models}
+    for name in ("errors.csv", "sharpness.csv"):
+        tables[name] = _read_csv(out / name) if (out / name).is_file() else []
+    res = []
+    for table, column, label in MODEL_MEASURES:
+        values: dict[str, dict[int, float]] = {}
+        for r in tables[table]:
+            if isinstance(r.get(column), (int, float)):
+                values.setdefault(str(r["model"]), {})[int(r["model_seed"])] = float(r[column])
+        if values:
+            res.append(
+                {
+                    "measure": column,
+                    "label": label,
+                    "arms": arm_summaries(values, n_boot, seed, confidence),
+                    "legato_vs": paired_by_seed(values, "legato", n_boot, seed, confidence),
+                }
+            )
+    return res
+
+
 def write_report(study: StudyV2) -> dict:
     cfg = study.cfg
     table = study.table()
@@ -375,19 +409,26 @@ def write_report(study: StudyV2) -> dict:
         atomic_write_text(fig1, csv_text(curves, ["step", "outliers", "model", "run"]), overwrite=True)
         sigma, nvt = cfg.tfail.outlier_sigma, cfg.tfail.nvt_steps
         plot_outliers(fig1, study.out / "fig1_outliers.png", sigma, overwrite=True, nvt_steps=nvt)
+    per_model = model_measures(study.out, models, a.n_boot, a.confidence, a.seed)
     runs_energy = energy_rows(study)
     atomic_write_text(study.out / "energy.csv", csv_text(runs_energy, ENERGY_COLUMNS), overwrite=True)
     energy = energy_stats(runs_energy, a.n_boot, a.confidence, a.seed)
     atomic_write_text(
         study.out / "results.json",
         json.dumps(
-            {"stats": stats, "models": models, "outliers": outliers, "energy": energy},
+            {
+                "stats": stats,
+                "models": models,
+                "outliers": outliers,
+                "energy": energy,
+                "per_model": per_model,
+            },
             indent=1,
             default=json_default,
         )
         + "\n",
     )
-    text = markdown(stats, models, outliers, energy)
+    text = markdown(stats, models, outliers, energy, per_model)
     missing = study.missing_ensembles()
     if missing:  # an interim report (``--stages report`` before the tfail stage has finished)
         note = (
