@@ -174,7 +174,12 @@ def markdown(
             vs = {c["other"]: c for c in m["legato_vs"]}
             for arm, e in m["arms"].items():
                 c = vs.get(arm)
-                mean = _ivg(e["mean"]) if e["mean"] else f"{next(iter(e['values'].values())):.3g}"
+                m3 = e["mean"]  # 3 significant digits: errors are ~10^2, sharpness ~10^-5
+                mean = (
+                    f"{m3['value']:.3g} [{m3['lo']:.3g}, {m3['hi']:.3g}]"
+                    if m3
+                    else f"{next(iter(e['values'].values())):.3g}"
+                )
                 lines.append(
                     f"| {m['label']} | {arm} | {e['models']} | {mean} | "
                     + (
