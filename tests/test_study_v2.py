@@ -55,7 +55,7 @@ def test_config_schema(tiny_data, tmp_path):
     assert cfg.sizes_of("allegro_2x") == [(1, 1, 1)] and len(cfg.sizes_of("legato")) == 2
     for name in ("study_v2.yaml", "study_v2_paper_model.yaml"):
         assert load_study_v2_config(CONFIGS / name).version == 2
-    # the NVT-only variant reuses tier 1's trained models: everything upstream of MD must match
+    # the variants reuse tier 1's trained models (through ``base``): everything upstream of MD matches
     tier1 = load_study_v2_config(CONFIGS / "study_v2.yaml")
     nvt, dt24 = (load_study_v2_config(CONFIGS / f"study_v2_{n}.yaml") for n in ("nvt_only", "dt24"))
     for variant in (nvt, dt24):
@@ -132,9 +132,7 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     wc = measures["worst_case_value"]
     assert set(wc["arms"]) == set(ARMS) and {c["other"] for c in wc["legato_vs"]} == set(ARMS) - {"legato"}
     assert wc["arms"]["legato"]["values"] == {
-        r["model_seed"]: pytest.approx(float(r["worst_case_value"]))
-        for r in sharp
-        if r["model"] == "legato"
+        r["model_seed"]: pytest.approx(float(r["worst_case_value"])) for r in sharp if r["model"] == "legato"
     }
     assert "Per-model measures" in (out / "results.md").read_text()
     for name in (
@@ -198,6 +196,30 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     shrunk = {**grown, "arm_sizes": {"allegro_2x": [1], "allegro_matched": [1]}}
     with pytest.raises(LegatoError, match="sections: arm_sizes"):  # dropping ensembles is no extension
         StudyV2(load_study_v2_config(path, data=shrunk), out, resume=True, log=lambda s: None)
+
+
+def test_config_base(tiny_data, tmp_path):
+    """``base: <file>``: whole sections from another config, its relative paths kept relative
+    to its own folder; a missing or circular base is one clear error."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "data").mkdir()
+    data = tmp_path / "data" / "frames.extxyz"
+    data.write_bytes(tiny_data.read_bytes())
+    cfg = yaml.safe_load((CONFIGS / "study_v2_tiny.yaml").read_text())
+    cfg["data"] = "data/frames.extxyz"  # relative to the base's folder (tmp_path)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(cfg))
+    variant = tmp_path / "sub" / "variant.yaml"
+    variant.write_text(
+        yaml.safe_dump({"version": 2, "base": "../base.yaml", "seeds": [7], "tfail": cfg["tfail"]})
+    )
+    v, b = load_study_v2_config(variant), load_study_v2_config(tmp_path / "base.yaml")
+    assert v.data == b.data == str(data) and v.seeds == [7] and v.train == b.train
+    variant.write_text(yaml.safe_dump({"version": 2, "base": "missing.yaml"}))
+    with pytest.raises(LegatoError, match="base config missing.yaml not found"):
+        load_study_v2_config(variant)
+    variant.write_text(yaml.safe_dump({"version": 2, "base": "variant.yaml"}))
+    with pytest.raises(LegatoError, match="leads back to itself"):
+        load_study_v2_config(variant)
 
 
 def test_cli_refuses_bad_input(tiny_data, tmp_path):

@@ -138,10 +138,36 @@ def check_train_section(cfg: StudyV2Config) -> None:
         parse_config(train_config(cfg, sam, cfg.seeds[0], "<run_dir>", "<data>"), "study config (train)")
 
 
+#: path settings of a study v2 config: (section or None for top level, key)
+PATH_KEYS = ((None, "data"), ("starts", "model"), ("tfail", "structure"))
+
+
+def with_base(raw: dict[str, Any], path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config with ``base: <file>`` (relative to its own folder) takes every top-level
+    section it does not set from that file, whole (a section it sets replaces the base's);
+    the base's relative paths stay relative to the base's folder. Bases may chain."""
+    if "base" not in raw:
+        return raw
+    if not isinstance(raw["base"], str):
+        raise LegatoError(f"{path}: base must be the file name of another study v2 config")
+    base_path = (path.resolve().parent / raw["base"]).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise LegatoError(f"{path}: base {raw['base']} leads back to itself")
+    if not base_path.is_file():
+        raise LegatoError(f"{path}: base config {raw['base']} not found (looked for {base_path})")
+    base = with_base(read_yaml_mapping(base_path), base_path, (*chain, path.resolve()))
+    for section, key in PATH_KEYS:  # ``base`` is a fresh mapping: edited in place
+        holder = base if section is None else base.get(section)
+        if isinstance(holder, dict) and isinstance(holder.get(key), str):
+            holder[key] = resolve_path(holder[key], base_path.parent)
+    return {**base, **{k: v for k, v in raw.items() if k != "base"}}
+
+
 def load_study_v2_config(path: str | Path, data: dict | None = None) -> StudyV2Config:
-    """Read (or take ``data``), validate and resolve relative paths (config folder first)."""
+    """Read (or take ``data``), apply ``base`` (:func:`with_base`), validate and resolve
+    relative paths (config folder first)."""
     path = Path(path)
-    raw = read_yaml_mapping(path) if data is None else data
+    raw = with_base(read_yaml_mapping(path) if data is None else data, path)
     cfg = validate_model(StudyV2Config, raw, str(path))
     check_train_section(cfg)
     base = path.resolve().parent
