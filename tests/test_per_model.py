@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from legato.stats.per_model import arm_summaries, paired_by_seed
+from legato.stats.per_model import arm_summaries, paired_by_seed, rank_correlation
 
 
 def test_arm_summaries_mean_and_interval():
@@ -29,3 +29,14 @@ def test_paired_by_seed_finds_a_consistent_halving():
     (c,) = paired_by_seed(noisy, "legato", n_boot=500)
     assert c["ratio"]["lo"] < 1 < c["ratio"]["hi"] and c["p_sign"] > 0.05
     assert paired_by_seed({"allegro": base}, "legato") == []
+
+
+def test_rank_correlation():
+    x = {("a", s): float(s) for s in range(1, 9)}
+    up = {k: v**3 for k, v in x.items()}  # monotone: rank correlation 1 whatever the shape
+    assert rank_correlation(x, up)["spearman"] == pytest.approx(1.0)
+    down = {k: -v for k, v in x.items()}
+    c = rank_correlation(x, down)
+    assert c["spearman"] == pytest.approx(-1.0) and c["p"] < 0.01 and c["models"] == 8
+    assert rank_correlation(x, {k: 1.0 for k in x}) is None  # constant: undefined
+    assert rank_correlation(x, {("a", 1): 1.0, ("a", 2): 2.0}) is None  # too few shared models

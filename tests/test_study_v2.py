@@ -135,6 +135,8 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
         r["model_seed"]: pytest.approx(float(r["worst_case_value"])) for r in sharp if r["model"] == "legato"
     }
     assert "Per-model measures" in (out / "results.md").read_text()
+    surv = wc["vs_survival"]
+    assert surv["n_atoms"] == 8 and "rank correlation" in (out / "results.md").read_text()
     for name in (
         "results.md",
         "errors.csv",
@@ -196,6 +198,22 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     shrunk = {**grown, "arm_sizes": {"allegro_2x": [1], "allegro_matched": [1]}}
     with pytest.raises(LegatoError, match="sections: arm_sizes"):  # dropping ensembles is no extension
         StudyV2(load_study_v2_config(path, data=shrunk), out, resume=True, log=lambda s: None)
+
+
+def test_a_switched_off_stage_may_be_switched_on(tiny_data, tmp_path):
+    off = load_study_v2_config(_config(tmp_path, tiny_data, errors={"enabled": False}))
+    out = tmp_path / "study"
+    StudyV2(off, out, log=lambda s: None)
+    (out / "stages.json").write_text(json.dumps({"errors": {"result": {}, "wall_s": 0.0}}))
+    on = load_study_v2_config(_config(tmp_path, tiny_data))
+    study = StudyV2(on, out, resume=True, log=lambda s: None)
+    assert not study.done("errors") and "errors" not in json.loads((out / "stages.json").read_text())
+    assert yaml.safe_load((out / "study_config.yaml").read_text())["errors"]["enabled"] is True
+    # once it has made its table, its section is fixed again
+    (out / "stages.json").write_text(json.dumps({"errors": {"result": {"rows": 1}, "wall_s": 1.0}}))
+    (out / "errors.csv").write_text("model\n")
+    with pytest.raises(LegatoError, match="sections: errors"):
+        StudyV2(off, out, resume=True, log=lambda s: None)
 
 
 def test_config_base(tiny_data, tmp_path):

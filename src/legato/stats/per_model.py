@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from legato.stats.hierarchical import Interval, paired_comparison
 
@@ -74,3 +75,14 @@ def paired_by_seed(
             }
         )
     return out
+
+
+def rank_correlation(x: Mapping[Any, float], y: Mapping[Any, float]) -> dict[str, Any] | None:
+    """Spearman's rank correlation of two per-model measures over the models both have (keys,
+    e.g. (arm, seed)), with its two-sided p; None with fewer than 4 models or a constant one."""
+    keys = sorted(set(x) & set(y))
+    a, b = np.array([float(x[k]) for k in keys]), np.array([float(y[k]) for k in keys])
+    if len(keys) < 4 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    res = stats.spearmanr(a, b)
+    return {"models": len(keys), "spearman": float(res.statistic), "p": float(res.pvalue)}

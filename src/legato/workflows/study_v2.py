@@ -133,16 +133,18 @@ class StudyV2(StagedWorkflow):
     ) -> None:
         text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         saved = Path(out) / CONFIG_NAME
-        self.cfg, self.extended = cfg, False
+        self.cfg, self.extended, self.reopened = cfg, False, set()
         self.saved_cfg = (
             StudyV2Config.model_validate(yaml.safe_load(saved.read_text())) if saved.is_file() else None
         )
         super().__init__(text, out, resume, log, RUNTIME_KEYS_V2)
         if self.extended:  # new ensembles: their starts, runs and the report are still to do
-            for stage in ("starts", "tfail", "report"):
+            self.reopened |= {"starts", "tfail", "report"}
+            log("  tfail: new sizes or arms added to the study; their starts and ensembles will run")
+        if self.reopened:
+            for stage in sorted(self.reopened):
                 self.state.pop(stage, None)
             write_json(self.state_path, self.state)
-            log("  tfail: new sizes or arms added to the study; their starts and ensembles will run")
         self.data_dir, self.logs = self.out / "data", self.out / "logs"
         if max_hours is not None and not max_hours > 0:
             raise LegatoError(f"--max-hours must be > 0, got {max_hours}")
@@ -152,6 +154,16 @@ class StudyV2(StagedWorkflow):
         stages = SECTION_STAGES.get(section)
         if stages is None:
             return False
+        # a stage the config had switched off is recorded done with nothing made: it may be
+        # switched on (its section changed) and then runs
+        skipped = {
+            st
+            for st, path in stages
+            if self.done(st) and not self.result(st) and not (self.out / path).exists()
+        }
+        if skipped and section in ("errors", "sharpness"):
+            self.reopened |= skipped
+            return True
         if any(self.done(st) or (self.out / path).exists() for st, path in stages):
             if section in ("tfail", "arm_sizes") and self.saved_cfg is not None:
                 self.extended = extends(self.saved_cfg, self.cfg)

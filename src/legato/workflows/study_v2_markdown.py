@@ -190,4 +190,20 @@ def markdown(
                     )
                 )
         lines.append("")
+        corr = [m for m in per_model if m.get("vs_survival")]
+        if corr:
+            n0 = corr[0]["vs_survival"]["n_atoms"]
+            lines += [
+                f"Over all models: rank correlation (Spearman, p) of each measure with survival at N = {n0}",
+                "",
+                "| measure | vs mean production steps | vs fraction of runs failed |",
+                "|---|---|---|",
+            ]
+            for m in corr:
+                cells = [
+                    f"{c['spearman']:.2f} (p = {c['p']:.2g}, {c['models']} models)" if c else "n/a"
+                    for c in (m["vs_survival"]["mean_steps"], m["vs_survival"]["failed_fraction"])
+                ]
+                lines.append(f"| {m['label']} | {cells[0]} | {cells[1]} |")
+            lines.append("")
     return "\n".join(lines) + "\n"

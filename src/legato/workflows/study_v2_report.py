@@ -30,7 +30,7 @@ from legato.stats.hierarchical import (
     weibull_shape,
 )
 from legato.stats.outliers import outlier_growth, run_outlier_summary
-from legato.stats.per_model import arm_summaries, paired_by_seed
+from legato.stats.per_model import arm_summaries, paired_by_seed, rank_correlation
 from legato.stats.rates import exposure, poisson_rate, rate_ratio
 from legato.workflows.plots import plot_outliers, plot_survival, save_png
 from legato.workflows.staged import csv_text, json_default
@@ -358,9 +358,28 @@ MODEL_MEASURES = (
 )
 
 
-def model_measures(out: Path, models: list[dict], n_boot: int, confidence: float, seed: int) -> list[dict]:
-    """Each per-model measure the study has (accuracy, sharpness): arm means over models and
-    Legato against every Adam arm paired by seed (:mod:`legato.stats.per_model`)."""
+def model_survival(rows: list[dict]) -> dict[str, Any]:
+    """Per model at the base (smallest) size: mean production steps (a censored run counts at
+    its budget, so a lower bound) and the fraction of runs that failed; keys ``arm_s<seed>``."""
+    n0 = min(r["n_atoms"] for r in rows)
+    by: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["n_atoms"] == n0:
+            by[f"{r['model']}_s{r['model_seed']}"].append(r)
+    return {
+        "n_atoms": n0,
+        "mean_steps": {k: float(np.mean([r["t_failure_steps"] for r in v])) for k, v in by.items()},
+        "failed_fraction": {k: float(np.mean([not r["censored"] for r in v])) for k, v in by.items()},
+    }
+
+
+def model_measures(
+    out: Path, models: list[dict], n_boot: int, confidence: float, seed: int, rows: list[dict] | None = None
+) -> list[dict]:
+    """Each per-model measure the study has (accuracy, sharpness): arm means over models,
+    Legato against every Adam arm paired by seed (:mod:`legato.stats.per_model`) and, given the
+    runs, the rank correlation over all models with survival at the base size."""
+    survival = model_survival(rows) if rows else None
     tables = {"models.csv": models}
     for name in ("errors.csv", "sharpness.csv"):
         tables[name] = _read_csv(out / name) if (out / name).is_file() else []
@@ -371,14 +390,20 @@ def model_measures(out: Path, models: list[dict], n_boot: int, confidence: float
             if isinstance(r.get(column), (int, float)):
                 values.setdefault(str(r["model"]), {})[int(r["model_seed"])] = float(r[column])
         if values:
-            res.append(
-                {
-                    "measure": column,
-                    "label": label,
-                    "arms": arm_summaries(values, n_boot, seed, confidence),
-                    "legato_vs": paired_by_seed(values, "legato", n_boot, seed, confidence),
+            entry = {
+                "measure": column,
+                "label": label,
+                "arms": arm_summaries(values, n_boot, seed, confidence),
+                "legato_vs": paired_by_seed(values, "legato", n_boot, seed, confidence),
+            }
+            if survival:
+                flat = {f"{arm}_s{sd}": v for arm, by_seed in values.items() for sd, v in by_seed.items()}
+                entry["vs_survival"] = {
+                    "n_atoms": survival["n_atoms"],
+                    "mean_steps": rank_correlation(flat, survival["mean_steps"]),
+                    "failed_fraction": rank_correlation(flat, survival["failed_fraction"]),
                 }
-            )
+            res.append(entry)
     return res
 
 
@@ -409,7 +434,7 @@ def write_report(study: StudyV2) -> dict:
         atomic_write_text(fig1, csv_text(curves, ["step", "outliers", "model", "run"]), overwrite=True)
         sigma, nvt = cfg.tfail.outlier_sigma, cfg.tfail.nvt_steps
         plot_outliers(fig1, study.out / "fig1_outliers.png", sigma, overwrite=True, nvt_steps=nvt)
-    per_model = model_measures(study.out, models, a.n_boot, a.confidence, a.seed)
+    per_model = model_measures(study.out, models, a.n_boot, a.confidence, a.seed, rows)
     runs_energy = energy_rows(study)
     atomic_write_text(study.out / "energy.csv", csv_text(runs_energy, ENERGY_COLUMNS), overwrite=True)
     energy = energy_stats(runs_energy, a.n_boot, a.confidence, a.seed)
