@@ -2,10 +2,12 @@
 
 ``save`` copies, for every seed whose SAM and Adam runs have both finished, what the later
 stages need into ``docs/results/study_v2/train/``: each run's log.csv, summary.json,
-stats.json and learning curves, the SAM run's best model and the Adam run's best model plus
+stats.json, learning curves and split.json (its training frames, for sharpness; without the
+machine's data path), the SAM run's best model and the Adam run's best model plus
 the epoch models the three Adam arms pick (model files without the machine's paths).
-``restore`` copies them back into a study folder, where ``legato study --resume`` skips
-those trainings (their summary.json and best_model.pt exist) and ``select`` finds its files.
+``restore`` copies them back into a study folder (files already there are kept), where
+``legato study --resume`` skips those trainings (their summary.json and best_model.pt exist)
+and ``select`` finds its files.
 On a fresh checkout, create the folder first (the data stage takes seconds):
 
     legato study configs/study_v2.yaml --out runs/study_v2 --stages data
@@ -18,6 +20,7 @@ and after a session's training: ``python scripts/study_v2_carry.py save``.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -46,6 +49,9 @@ def save(study: Path, config: Path) -> None:
             for name in TEXT:
                 if (run / name).is_file():
                     shutil.copyfile(run / name, dest / name)
+            split = json.loads((run / "split.json").read_text())
+            split["data_path"] = Path(split["data_path"]).name  # no absolute path of this machine
+            (dest / "split.json").write_text(json.dumps(split, indent=1) + "\n")
             for name in models:
                 portable_model_copy(run / name, dest / name)
         print(f"seed {seed}: carried (Adam epochs {epochs})")
@@ -58,11 +64,13 @@ def restore(study: Path) -> None:
         raise SystemExit(f"error: {study} is not a study folder yet; run its data stage first (see --help)")
     for run in sorted(CARRY.iterdir()):
         dest = study / "train" / run.name
-        if (dest / "summary.json").exists():
-            print(f"{run.name}: present in {dest}, kept")
-            continue
-        shutil.copytree(run, dest, dirs_exist_ok=True)
-        print(f"{run.name}: restored to {dest}")
+        dest.mkdir(parents=True, exist_ok=True)
+        added = [f.name for f in sorted(run.iterdir()) if f.is_file() and not (dest / f.name).exists()]
+        for name in added:
+            shutil.copyfile(run / name, dest / name)
+        print(
+            f"{run.name}: {len(added)} file(s) restored to {dest}" + ("" if added else " (all present, kept)")
+        )
 
 
 def main() -> None:

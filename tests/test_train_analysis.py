@@ -15,6 +15,7 @@ from train_utils import SMALL_MODEL, make_emt_dataset, small_config
 
 from legato.cli.main import main
 from legato.data import keys as K
+from legato.errors import LegatoError
 from legato.train.landscape import loss_curve, random_direction
 from legato.train.loss import LossSpec
 from legato.train.sharpness import sample_perturbation, sharpness
@@ -197,3 +198,23 @@ def test_deploy_command(trained, capsys):
     torch.testing.assert_close(scripted(g)["energy"], m(g)["energy"])
     assert main(["deploy", str(model), str(out)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_a_portable_model_copy_takes_its_split_from_the_run_folder(trained, tmp_path):
+    """A model file without the run folder in its metadata (as exported by study v2) selects
+    its training frames when told the run folder, and says what it needs when not."""
+    from legato.models import load_model
+    from legato.train.evaluation import select_frames
+    from legato.workflows.study_v2_report import portable_model_copy
+
+    root, data, model = trained
+    copy = tmp_path / "portable.pt"
+    portable_model_copy(model, copy)
+    m = load_model(copy)
+    with pytest.raises(LegatoError, match="needs the model's run folder with split.json"):
+        select_frames(m, data, subset="train")
+    frames = select_frames(m, data, subset="train", run_dir=root / "run")
+    assert len(frames) == 8
+    assert [f.positions.tolist() for f in frames] == [
+        f.positions.tolist() for f in select_frames(load_model(model), data, subset="train")
+    ]

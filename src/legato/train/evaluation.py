@@ -44,18 +44,20 @@ def select_frames(
     index: str = ":",
     subset: Subset = "all",
     where: str | Sequence[str] | None = None,
+    run_dir: str | Path | None = None,
 ) -> list:
     """Frames of ``data``. ``subset`` train/val: the frames of the split recorded in the
     model's run folder (the data file must be the one the model was trained on); test: the
     frames labelled "test" under the run's ``data.split_key``, or, for a random split, the
     frames used neither for training nor for validation.
     ``where="KEY=VALUE"`` (or several, all of which must hold): only frames with
-    ``atoms.info[KEY] == VALUE`` (as text)."""
+    ``atoms.info[KEY] == VALUE`` (as text). ``run_dir``: the training run's folder, when the
+    model file does not record it (e.g. a portable copy)."""
     if subset not in ("all", "train", "val", "test"):
         raise LegatoError(f"unknown subset '{subset}' (all, train, val or test)")
     frames = read_datasets(data, index)
     if subset != "all":
-        run_dir = getattr(model, "extra", {}).get("run_dir")
+        run_dir = run_dir or getattr(model, "extra", {}).get("run_dir")
         split_path = Path(run_dir) / "split.json" if run_dir else None
         if split_path is None or not split_path.is_file():
             raise LegatoError(f"--subset {subset} needs the model's run folder with split.json")

@@ -231,8 +231,10 @@ def sharpness_job(
     dist: str,
     seed: int,
     pga_steps: int = 0,
+    run_dir: str | None = None,
 ) -> dict:
-    """Sharpness of one model on (up to ``max_frames``) of its training frames: the
+    """Sharpness of one model on (up to ``max_frames``) of its training frames (the split in
+    ``run_dir``, by default the run folder the model file records): the
     random-direction estimate and, with ``pga_steps`` > 0, the worst case in the same ball
     (projected gradient ascent; keys ``worst_case_value``, ``worst_case_eps_norm``)."""
     from legato.models import load_model
@@ -240,7 +242,7 @@ def sharpness_job(
     from legato.train.sharpness import sharpness, worst_case_sharpness
 
     model = load_model(model_path)
-    frames = select_frames(model, data, subset="train")
+    frames = select_frames(model, data, subset="train", run_dir=run_dir)
     batches = model_batches(model, frames, batch_size, max_frames=max_frames, progress=False)
     res = sharpness(
         model,
@@ -264,10 +266,11 @@ def sharpness_job(
     return out
 
 
-def sharpness_kwargs(cfg: Any, model_path: Path, data: Path) -> dict:
+def sharpness_kwargs(cfg: Any, model_path: Path, data: Path, run_dir: Path | None = None) -> dict:
     """Arguments of :func:`sharpness_job` from a study config's sharpness section."""
     s = cfg.sharpness
     return {
+        "run_dir": None if run_dir is None else str(run_dir),
         "model_path": str(model_path),
         "data": str(data),
         "max_frames": s.max_frames,

@@ -403,7 +403,12 @@ class StudyV2(StagedWorkflow):
             (
                 f"sharpness_{model_key(arm, seed)}",
                 sharpness_job,
-                sharpness_kwargs(cfg, self.model_path(arm, seed), self.data_dir / "train_val.extxyz"),
+                sharpness_kwargs(
+                    cfg,
+                    self.model_path(arm, seed),
+                    self.data_dir / "train_val.extxyz",
+                    self.run_dir("sam" if arm == "legato" else "adam", seed),  # its split.json
+                ),
             )
             for arm, seed in self.models()
         ]
