@@ -73,8 +73,14 @@ def markdown(
         for c, size in rate_rows:
             rr = c.get("rate_ratio", c)
             p = c.get("paired")
+            no_failures = sum(rr.get("failures") or [1]) == 0  # a ratio of 0/0: undefined
             lines.append(
-                f"| {c['a']} | {size} | {_ivg(rr['ratio'])} | {rr['p_one_sided']:.2g} | "
+                f"| {c['a']} | {size} | "
+                + (
+                    "n/a (no failures) | | "
+                    if no_failures
+                    else f"{_ivg(rr['ratio'])} | {rr['p_one_sided']:.2g} | "
+                )
                 + ("n/a | " if "ratio_of_means" not in c else f"{_iv(c['ratio_of_means'], 2)} | ")
                 + (
                     f"{_iv(p['ratio'], 2)} | {p['wins_b']}/{p['wins_a']} | {p['p_sign']:.2g} |"
@@ -191,7 +197,14 @@ def markdown(
                 )
         lines.append("")
         corr = [m for m in per_model if m.get("vs_survival")]
-        if corr:
+        kinds = ("mean_steps", "failed_fraction")
+        if corr and all(m["vs_survival"][k] is None for m in corr for k in kinds):
+            n0 = corr[0]["vs_survival"]["n_atoms"]
+            lines += [
+                f"No rank correlation with survival at N = {n0}: every model's runs survived alike.",
+                "",
+            ]
+        elif corr:
             n0 = corr[0]["vs_survival"]["n_atoms"]
             lines += [
                 f"Over all models: rank correlation (Spearman, p) of each measure with survival at N = {n0}",
@@ -202,7 +215,7 @@ def markdown(
             for m in corr:
                 cells = [
                     f"{c['spearman']:.2f} (p = {c['p']:.2g}, {c['models']} models)" if c else "n/a"
-                    for c in (m["vs_survival"]["mean_steps"], m["vs_survival"]["failed_fraction"])
+                    for c in (m["vs_survival"][k] for k in kinds)
                 ]
                 lines.append(f"| {m['label']} | {cells[0]} | {cells[1]} |")
             lines.append("")
