@@ -48,7 +48,8 @@ def _check(groups: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
     return out
 
 
-def _quantiles(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of bootstrap ``samples`` (percentiles)."""
     if not 0 < confidence < 1:
         raise LegatoError(f"confidence must be in (0, 1), got {confidence}")
     q = 100.0 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
@@ -74,7 +75,7 @@ def hierarchical_mean(
     groups = _check(groups, "hierarchical mean")
     rng = np.random.default_rng(seed)
     boot = np.array([pooled_mean(resample_groups(groups, rng)) for _ in range(n_boot)])
-    return Interval(pooled_mean(groups), *_quantiles(boot, confidence), confidence)
+    return Interval(pooled_mean(groups), *percentile_interval(boot, confidence), confidence)
 
 
 def ratio_of_means(
@@ -90,7 +91,7 @@ def ratio_of_means(
     boot = np.array(
         [pooled_mean(resample_groups(b, rng)) / pooled_mean(resample_groups(a, rng)) for _ in range(n_boot)]
     )
-    return Interval(pooled_mean(b) / pooled_mean(a), *_quantiles(boot, confidence), confidence)
+    return Interval(pooled_mean(b) / pooled_mean(a), *percentile_interval(boot, confidence), confidence)
 
 
 # ----------------------------------------------------------------------------- paired
@@ -131,7 +132,7 @@ def paired_comparison(
         ma = rng.integers(0, la.shape[0], la.shape[0])
         mb = rng.integers(0, lb.shape[0], lb.shape[0])
         boot[j] = (lb[np.ix_(mb, inst)].mean(0) - la[np.ix_(ma, inst)].mean(0)).mean()
-    lo, hi = _quantiles(boot, confidence)
+    lo, hi = percentile_interval(boot, confidence)
     mlr = Interval(float(d.mean()), lo, hi, confidence)
     tol = 1e-12
     wins_b, wins_a = int((d > tol).sum()), int((d < -tol).sum())
@@ -221,7 +222,9 @@ def pooled_beta(
         picks = rng.integers(0, len(models), len(models))
         boot[j] = np.mean([_model_beta(_resample_model(models[i], rng)) for i in picks])
     sd = float(np.std(per, ddof=1)) if len(per) > 1 else float("nan")
-    return PooledBeta(per, Interval(float(np.mean(per)), *_quantiles(boot, confidence), confidence), sd)
+    return PooledBeta(
+        per, Interval(float(np.mean(per)), *percentile_interval(boot, confidence), confidence), sd
+    )
 
 
 @dataclass(frozen=True)
@@ -251,7 +254,7 @@ def compare_betas(
         sa = [_model_beta(_resample_model(a[i], rng)) for i in rng.integers(0, len(a), len(a))]
         sb = [_model_beta(_resample_model(b[i], rng)) for i in rng.integers(0, len(b), len(b))]
         boot[j] = np.mean(sb) - np.mean(sa)
-    diff = Interval(float(np.mean(bb) - np.mean(ba)), *_quantiles(boot, confidence), confidence)
+    diff = Interval(float(np.mean(bb) - np.mean(ba)), *percentile_interval(boot, confidence), confidence)
     p_boot = float((np.sum(boot >= 0) + 1) / (n_boot + 1))
     p_welch = g = None
     if len(ba) >= 2 and len(bb) >= 2:

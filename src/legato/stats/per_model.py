@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from legato.stats.hierarchical import Interval, paired_comparison
+from legato.stats.hierarchical import Interval, paired_comparison, percentile_interval
 
 #: arm -> model seed -> value
 PerModel = Mapping[str, Mapping[int, float]]
@@ -26,7 +26,6 @@ def arm_summaries(values: PerModel, n_boot: int = 2000, seed: int = 0, confidenc
     """Per arm: the values by seed and their mean with a percentile-bootstrap interval over
     models (None for a single model)."""
     rng = np.random.default_rng(seed)
-    q = 100.0 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
     out = {}
     for arm, by_seed in values.items():
         seeds = sorted(by_seed)
@@ -34,8 +33,7 @@ def arm_summaries(values: PerModel, n_boot: int = 2000, seed: int = 0, confidenc
         mean = None
         if v.size >= 2:
             boot = rng.choice(v, (n_boot, v.size)).mean(1)
-            lo, hi = np.percentile(boot, q)
-            mean = asdict(Interval(float(v.mean()), float(lo), float(hi), confidence))
+            mean = asdict(Interval(float(v.mean()), *percentile_interval(boot, confidence), confidence))
         out[arm] = {"models": int(v.size), "mean": mean, "values": dict(zip(seeds, v.tolist(), strict=True))}
     return out
 

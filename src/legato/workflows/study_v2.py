@@ -133,14 +133,12 @@ class StudyV2(StagedWorkflow):
     ) -> None:
         text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         saved = Path(out) / CONFIG_NAME
-        self.cfg, self.extended, self.reopened = cfg, False, set()
+        #: finished stages a config change reopens (popped from the state below)
+        self.cfg, self.reopened = cfg, set()
         self.saved_cfg = (
             StudyV2Config.model_validate(yaml.safe_load(saved.read_text())) if saved.is_file() else None
         )
         super().__init__(text, out, resume, log, RUNTIME_KEYS_V2)
-        if self.extended:  # new ensembles: their starts, runs and the report are still to do
-            self.reopened |= {"starts", "tfail", "report"}
-            log("  tfail: new sizes or arms added to the study; their starts and ensembles will run")
         if self.reopened:
             for stage in sorted(self.reopened):
                 self.state.pop(stage, None)
@@ -166,8 +164,15 @@ class StudyV2(StagedWorkflow):
             return True
         if any(self.done(st) or (self.out / path).exists() for st, path in stages):
             if section in ("tfail", "arm_sizes") and self.saved_cfg is not None:
-                self.extended = extends(self.saved_cfg, self.cfg)
-                return self.extended
+                if not extends(self.saved_cfg, self.cfg):
+                    return False
+                # new ensembles: their starts, runs and the report are still to do
+                if "tfail" not in self.reopened:
+                    self.log(
+                        "  tfail: new sizes or arms added to the study; their starts and ensembles will run"
+                    )
+                self.reopened |= {"starts", "tfail", "report"}
+                return True
             return False
         if section == "tfail" and self.done("data"):
             return all((old or {}).get(k) == (new or {}).get(k) for k in DATA_TFAIL_KEYS)

@@ -198,14 +198,13 @@ def markdown(
         lines.append("")
         corr = [m for m in per_model if m.get("vs_survival")]
         kinds = ("mean_steps", "failed_fraction")
+        n0 = corr[0]["vs_survival"]["n_atoms"] if corr else None
         if corr and all(m["vs_survival"][k] is None for m in corr for k in kinds):
-            n0 = corr[0]["vs_survival"]["n_atoms"]
             lines += [
                 f"No rank correlation with survival at N = {n0}: every model's runs survived alike.",
                 "",
             ]
         elif corr:
-            n0 = corr[0]["vs_survival"]["n_atoms"]
             lines += [
                 f"Over all models: rank correlation (Spearman, p) of each measure with survival at N = {n0}",
                 "",

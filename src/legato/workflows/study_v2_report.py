@@ -349,10 +349,11 @@ def scaling_figure(rows: list[dict], stats: dict, clock: str) -> Figure:
 
 
 # ----------------------------------------------------------------------------- report
-#: per-model measures the report compares across arms: (table, column, label)
+#: per-model measures the report compares across arms: (table, column, label); the models
+#: table carries errors.csv's columns too (merged by :func:`write_report`)
 MODEL_MEASURES = (
     ("models.csv", "val_forces_rmse_meV_A", "validation force RMSE (meV/Å)"),
-    ("errors.csv", "forces_rmse_meV_A", "test force RMSE (meV/Å)"),
+    ("models.csv", "forces_rmse_meV_A", "test force RMSE (meV/Å)"),
     ("sharpness.csv", "value", "sharpness, max over random directions"),
     ("sharpness.csv", "worst_case_value", "sharpness, worst case (gradient ascent)"),
 )
@@ -380,9 +381,7 @@ def model_measures(
     Legato against every Adam arm paired by seed (:mod:`legato.stats.per_model`) and, given the
     runs, the rank correlation over all models with survival at the base size."""
     survival = model_survival(rows) if rows else None
-    tables = {"models.csv": models}
-    for name in ("errors.csv", "sharpness.csv"):
-        tables[name] = _read_csv(out / name) if (out / name).is_file() else []
+    tables = {"models.csv": models, "sharpness.csv": _read_csv(out / "sharpness.csv")}
     res = []
     for table, column, label in MODEL_MEASURES:
         values: dict[str, dict[int, float]] = {}
