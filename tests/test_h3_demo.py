@@ -170,3 +170,54 @@ def test_demo_into_a_read_only_folder_is_one_error_line(readonly_dir, capsys):
     assert main(["demo", "--out", str(readonly_dir / "d"), "--quick"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot") and "study folder" in err[0]
+
+
+_STOPPED_STUDY = """
+import os, sys, time
+from pathlib import Path
+from legato.workflows.jobs import run_jobs
+
+def job(out):
+    Path(out).write_text(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    d = Path(sys.argv[1])
+    run_jobs([(f"j{i}", job, {"out": str(d / f"pid{i}")}) for i in range(2)], 2, 1, d / "logs")
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # an orphan's zombie is gone as far as work goes
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_workers_end_when_the_study_is_stopped_with_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "study.py"
+    script.write_text(_STOPPED_STUDY)
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
+    pid_files = [tmp_path / "pid0", tmp_path / "pid1"]
+    deadline = time.time() + 90
+    while not all(f.is_file() and f.read_text() for f in pid_files):
+        assert parent.poll() is None and time.time() < deadline, "workers did not start"
+        time.sleep(0.2)
+    workers = [int(f.read_text()) for f in pid_files]
+    assert all(_alive(p) for p in workers)
+    os.kill(parent.pid, signal.SIGTERM)
+    parent.wait(timeout=30)
+    deadline = time.time() + 20
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    alive = [p for p in workers if _alive(p)]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive, "worker processes outlived the stopped study"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -30,6 +31,8 @@ STAGES = ("data", "train", "rho", "tfail", "scaling", "errors", "sharpness", "la
 ALLEGRO = "allegro"
 #: seconds between progress lines while jobs run
 PROGRESS_EVERY_S = 20.0
+#: seconds between a worker's checks that the process that started it is still alive
+PARENT_CHECK_S = 1.0
 
 
 def model_name(rho: float | None) -> str:
@@ -58,6 +61,21 @@ def _logged(fn: Callable[..., Any], kwargs: dict, log_path: str, threads: int) -
         except BaseException:
             traceback.print_exc()
             raise
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker as soon as ``parent_pid`` is no longer its parent.
+
+    A study stopped with SIGTERM or SIGKILL cannot clean up its pool, and its workers would
+    otherwise run their jobs to the end beside whatever runs next. Jobs checkpoint through
+    atomic writes, so ending one between two writes loses only the steps since the last one."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="legato-parent-watch").start()
 
 
 def last_log_line(path: Path, width: int = 90) -> str:
@@ -115,7 +133,8 @@ def run_jobs(
 
     Each job's output goes to ``log_dir/<name>.log``; every ``every`` seconds (default
     :data:`PROGRESS_EVERY_S`) the last line of each running job's log is reported through
-    ``log``. All jobs run to the end even if one fails; then the first error is raised."""
+    ``log``. All jobs run to the end even if one fails; then the first error is raised.
+    Worker processes end with this process, however it is stopped."""
     results: dict[str, Any] = {}
     errors: list[tuple[str, BaseException]] = []
     if not jobs:
@@ -148,7 +167,12 @@ def run_jobs(
                     finished(name, None)
             progress.running = []
         else:
-            with ProcessPoolExecutor(max_workers=n_proc, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(
+                max_workers=n_proc,
+                mp_context=get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:
                 futures = {
                     pool.submit(_logged, fn, kw, str(log_dir / f"{name}.log"), threads): name
                     for name, fn, kw in jobs
