@@ -4,7 +4,8 @@
 stages need into ``docs/results/study_v2/train/``: each run's log.csv, summary.json,
 stats.json, learning curves and split.json (its training frames, for sharpness; without the
 machine's data path), the SAM run's best model and the Adam run's best model plus
-the epoch models the three Adam arms pick (model files without the machine's paths).
+the epoch models the three Adam arms pick (model files without the machine's paths); and each
+finished Table-1 run of the config's ``rho_grid`` (``sam_rho<ρ>_s<seed>``, best model).
 ``restore`` copies them back into a study folder (files already there are kept), where
 ``legato study --resume`` skips those trainings (their summary.json and best_model.pt exist)
 and ``select`` finds its files.
@@ -33,6 +34,20 @@ CARRY = REPO / "docs" / "results" / "study_v2" / "train"
 TEXT = ("log.csv", "summary.json", "stats.json", "learning_curves.png")
 
 
+def _carry(run: Path, models: list[str]) -> None:
+    """Copy one finished run's texts, portable split.json and ``models`` into the carry."""
+    dest = CARRY / run.name
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in TEXT:
+        if (run / name).is_file():
+            shutil.copyfile(run / name, dest / name)
+    split = json.loads((run / "split.json").read_text())
+    split["data_path"] = Path(split["data_path"]).name  # no absolute path of this machine
+    (dest / "split.json").write_text(json.dumps(split, indent=1) + "\n")
+    for name in models:
+        portable_model_copy(run / name, dest / name)
+
+
 def save(study: Path, config: Path) -> None:
     cfg = load_study_v2_config(config)
     for seed in cfg.seeds:
@@ -42,19 +57,17 @@ def save(study: Path, config: Path) -> None:
             continue
         target = min(read_log(sam), key=lambda r: r["val_loss"])["val_forces_rmse_meV_A"]
         epochs = sorted(set(pick_epochs(read_log(adam), cfg.epochs, target).values()))
-        adam_models = ["best_model.pt"] + [f"model_epoch_{e:04d}.pt" for e in epochs]
-        for run, models in ((sam, ["best_model.pt"]), (adam, adam_models)):
-            dest = CARRY / run.name
-            dest.mkdir(parents=True, exist_ok=True)
-            for name in TEXT:
-                if (run / name).is_file():
-                    shutil.copyfile(run / name, dest / name)
-            split = json.loads((run / "split.json").read_text())
-            split["data_path"] = Path(split["data_path"]).name  # no absolute path of this machine
-            (dest / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-            for name in models:
-                portable_model_copy(run / name, dest / name)
+        _carry(sam, ["best_model.pt"])
+        _carry(adam, ["best_model.pt"] + [f"model_epoch_{e:04d}.pt" for e in epochs])
         print(f"seed {seed}: carried (Adam epochs {epochs})")
+    for arm, rho in cfg.rho_arms().items():  # Table 1's SAM runs (rho_grid)
+        for seed in cfg.seeds_of(arm):
+            run = study / "train" / f"sam_rho{rho:g}_s{seed}"
+            if (run / "summary.json").is_file():
+                _carry(run, ["best_model.pt"])
+                print(f"{run.name}: carried")
+            else:
+                print(f"{run.name}: not finished, not carried")
 
 
 def restore(study: Path) -> None:

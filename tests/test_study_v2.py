@@ -63,11 +63,10 @@ def test_config_schema(tiny_data, tmp_path):
             assert getattr(variant, key) == getattr(tier1, key), key
     assert nvt.tfail.production == "nvt" and tier1.tfail.production == "nve"
     assert dt24.tfail.timestep_fs == 2.4 and dt24.tfail.production == "nve"
-    # Table 1 (rho grid, v1 schema) and Table 4 (l_max 0 and 2) configs of study v2
+    # Table 1 (the paper's six rho, in the 2.4-fs study) and Table 4 (l_max 0 and 2) configs
     from legato.train.config import parse_config
-    from legato.workflows.study_config import load_study_config
 
-    assert len(load_study_config(CONFIGS / "study_v2_rho.yaml").rho_grid) == 6
+    assert sorted([dt24.rho, *dt24.rho_grid.rhos]) == [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05]
     for lmax in (0, 2):
         train = parse_config(yaml.safe_load((CONFIGS / f"table4_lmax{lmax}.yaml").read_text()), "table4")
         assert train.model["l_max"] == lmax
@@ -75,6 +74,13 @@ def test_config_schema(tiny_data, tmp_path):
         load_study_v2_config(_config(tmp_path, tiny_data, arm_sizes={"adam": [1]}))
     with pytest.raises(LegatoError, match="seeds"):
         load_study_v2_config(_config(tmp_path, tiny_data, seeds=[1, 1]))
+    with pytest.raises(LegatoError, match="Legato arm's rho"):
+        load_study_v2_config(_config(tmp_path, tiny_data, rho_grid={"rhos": [0.05]}))
+    with pytest.raises(LegatoError, match="some of the study's seeds"):
+        load_study_v2_config(_config(tmp_path, tiny_data, rho_grid={"rhos": [0.01], "seeds": [3]}))
+    grid = load_study_v2_config(_config(tmp_path, tiny_data, rho_grid={"rhos": [0.1, 0.01]}))
+    assert grid.arms()[4:] == ["legato_rho0.01", "legato_rho0.1"] and grid.seeds_of("legato_rho0.1") == [1]
+    assert grid.sizes_of("legato_rho0.1") == [(1, 1, 1)]
     with pytest.raises(LegatoError, match="did you mean 'epochs'"):
         load_study_v2_config(_config(tmp_path, tiny_data, epoch=3))
 
@@ -103,6 +109,11 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     with pytest.raises(LegatoError, match="sections: epochs"):
         StudyV2(load_study_v2_config(path, data=bad), out, resume=True, log=lambda s: None)
     study.run()
+    # a study saved before a section existed resumes: the section's defaults are no change
+    saved = yaml.safe_load((out / "study_config.yaml").read_text())
+    del saved["rho_grid"]
+    (out / "study_config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    assert not StudyV2(load_study_v2_config(path), out, resume=True, log=lambda s: None).reopened
     cfg2["tfail"]["timestep_fs"] = 2.0
     with pytest.raises(LegatoError, match="sections: tfail"):
         StudyV2(load_study_v2_config(path, data=cfg2), out, resume=True, log=lambda s: None)
@@ -198,6 +209,38 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     shrunk = {**grown, "arm_sizes": {"allegro_2x": [1], "allegro_matched": [1]}}
     with pytest.raises(LegatoError, match="sections: arm_sizes"):  # dropping ensembles is no extension
         StudyV2(load_study_v2_config(path, data=shrunk), out, resume=True, log=lambda s: None)
+    # Table 1: a rho grid added to the finished study trains, runs and measures only its models
+    sharp_before = (out / "sharpness.csv").read_text().splitlines()
+    trained = {f: f.stat().st_mtime_ns for f in (out / "train").glob("*/log.csv")}
+    gridded = {**grown, "rho_grid": {"rhos": [0.02], "seeds": [1]}}
+    StudyV2(load_study_v2_config(path, data=gridded), out, resume=True, log=lambda s: None).run()
+    assert all(f.read_bytes() == b for f, b in kept.items())
+    assert all(f.stat().st_mtime_ns == t for f, t in trained.items())  # nothing retrained
+    assert (out / "train" / "sam_rho0.02_s1" / "best_model.pt").is_file()
+    sharp_after = (out / "sharpness.csv").read_text().splitlines()
+    assert sharp_after[: len(sharp_before)] == sharp_before and len(sharp_after) == len(sharp_before) + 1
+    assert sharp_after[-1].startswith("legato_rho0.02,1,")
+    with open(out / "runs.csv", newline="") as fh:
+        runs3 = list(csv.DictReader(fh))
+    grid_runs = [r for r in runs3 if r["model"] == "legato_rho0.02"]
+    assert len(runs3) == len(runs2) + 3 and {(r["model_seed"], r["n_atoms"]) for r in grid_runs} == {
+        ("1", "8")
+    }
+    res = json.loads((out / "results.json").read_text())
+    table1 = res["rho_grid"]
+    assert [(r["rho"], r["model"], r["runs"], r["models"]) for r in table1] == [
+        (0.0, "allegro", 3, 1),
+        (0.02, "legato_rho0.02", 3, 1),
+        (0.05, "legato", 3, 1),
+    ]
+    assert all("paired_vs_adam" in r and "rate_ratio_vs_adam" in r for r in table1[1:])
+    assert table1[1]["val_forces_rmse_meV_A"] > 0 and table1[1]["sharpness_worst_case"] is not None
+    # the four arms' statistics are untouched by the grid's single models
+    assert {e["model"] for e in res["stats"]["production"]["per_size"]} == set(ARMS)
+    assert all(set(m["arms"]) == set(ARMS) for m in res["per_model"])
+    assert "## Table 1: SAM's ρ" in (out / "results.md").read_text() and (out / "table1_rho.png").is_file()
+    with pytest.raises(LegatoError, match="sections: rho_grid"):  # dropping a grid model is refused
+        StudyV2(load_study_v2_config(path, data=grown), out, resume=True, log=lambda s: None)
 
 
 def test_a_switched_off_stage_may_be_switched_on(tiny_data, tmp_path):

@@ -74,7 +74,7 @@ class StagedWorkflow:
                 raise LegatoError(
                     f"{self.out} already holds a study; continue it with --resume or choose another --out"
                 )
-            old, new = yaml.safe_load(saved.read_text()), yaml.safe_load(config_text)
+            old, new = self.normalized(yaml.safe_load(saved.read_text())), yaml.safe_load(config_text)
             diff = sorted(
                 k for k in set(old) | set(new) if k not in runtime_keys and old.get(k) != new.get(k)
             )
@@ -92,6 +92,11 @@ class StagedWorkflow:
         ensure_writable_dir(self.out, "study folder")
         if not saved.exists():
             atomic_write_text(saved, config_text, overwrite=False)
+
+    def normalized(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """The saved config as the current schema writes it (a subclass fills in sections a
+        newer version added with their defaults, so that they do not count as changes)."""
+        return saved
 
     def changeable(self, section: str, old: Any, new: Any) -> bool:
         """May a resumed run change this config section (from ``old`` to ``new``)? Default:

@@ -5,8 +5,9 @@ trainings and MD batches continue from their checkpoints, and ``max_hours`` stop
 new time-to-failure jobs after that many hours so that each session's stage stays bounded):
 
 ``data``      train+validation / test split and the base box (as study v1);
-``train``     per seed one SAM run and one Adam run (every epoch's model kept);
-``select``    the four arms' model files (``models/<arm>_s<seed>.pt``) and ``models.csv``;
+``train``     per seed one SAM run and one Adam run (every epoch's model kept), and the
+              Table-1 grid's SAM runs (``rho_grid``);
+``select``    the arms' model files (``models/<arm>_s<seed>.pt``) and ``models.csv``;
 ``starts``    independent starting boxes per instance and size (``legato.workflows.starts``);
 ``tfail``     time-to-failure ensembles of every model at its arm's sizes;
 ``errors``    test-set energy and force errors of every model;
@@ -17,6 +18,7 @@ new time-to-failure jobs after that many hours so that each session's stage stay
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -34,15 +36,15 @@ from legato.workflows.staged import CONFIG_NAME, StagedWorkflow, csv_text, write
 from legato.workflows.starts import build_starts, read_starts, select_pool, write_starts
 from legato.workflows.study import prepare_data, tfail_job
 from legato.workflows.study_report import error_metrics, frame_errors, sharpness_job, sharpness_kwargs
-from legato.workflows.study_v2_config import ARM_LABELS, ARMS, StudyV2Config, train_config
+from legato.workflows.study_v2_config import ARMS, StudyV2Config, arm_label, train_config
 from legato.workflows.study_v2_report import write_report
 from legato.workflows.tfail import replication_name
 
 STAGES_V2 = ("data", "train", "select", "starts", "tfail", "errors", "sharpness", "report")
 TITLES_V2 = {
     "data": "split the frames into training and test files, pick the base box",
-    "train": "train one SAM and one Adam run per seed",
-    "select": "pick the models of the four arms",
+    "train": "train one SAM and one Adam run per seed (and the rho grid's SAM runs)",
+    "select": "pick the models of the arms",
     "starts": "independent starting boxes per instance and size",
     "tfail": "time-to-failure ensembles of every model",
     "errors": "energy and force errors on the test frames",
@@ -56,6 +58,7 @@ SECTION_STAGES = {
     "starts": (("starts", "starts"),),
     "tfail": (("starts", "starts"), ("tfail", "tfail")),
     "arm_sizes": (("starts", "starts"), ("tfail", "tfail")),
+    "rho_grid": (("train", "train"), ("select", "models.csv"), ("tfail", "tfail")),
     "errors": (("errors", "errors.csv"),),
     "sharpness": (("sharpness", "sharpness.csv"),),
     "analysis": (("report", "results.json"),),
@@ -64,22 +67,31 @@ SECTION_STAGES = {
 DATA_TFAIL_KEYS = ("structure", "structure_index", "temperature_K")
 
 
-def ensembles(cfg: StudyV2Config) -> dict[tuple[str, tuple[int, int, int]], dict]:
-    """Every time-to-failure ensemble a config asks for, per arm and replication: the settings
-    its runs depend on (instances, seed, base-box choice and MD protocol)."""
+def ensembles(cfg: StudyV2Config) -> dict[tuple[str, int, tuple[int, int, int]], dict]:
+    """Every time-to-failure ensemble a config asks for, per arm, model seed and replication:
+    the settings its runs depend on (the model's ρ, instances, seed, base-box choice and MD
+    protocol)."""
     t = cfg.tfail
     base = {k: getattr(t, k, None) for k in DATA_TFAIL_KEYS}
+    rhos = cfg.rho_arms()
     return {
-        (arm, reps): {**base, "instances": t.instances_of(reps), "seed": t.seed, **t.protocol(reps).to_dict()}
-        for arm in ARMS
+        (arm, seed, reps): {
+            **base,
+            "rho": rhos.get(arm),
+            "instances": t.instances_of(reps),
+            "seed": t.seed,
+            **t.protocol(reps).to_dict(),
+        }
+        for arm in cfg.arms()
+        for seed in cfg.seeds_of(arm)
         for reps in cfg.sizes_of(arm)
     }
 
 
 def extends(old: StudyV2Config, new: StudyV2Config) -> bool:
-    """Does ``new`` only add time-to-failure ensembles (sizes, or arms at sizes) to ``old``,
-    leaving every ensemble ``old`` ran exactly as it was? Then a resumed study keeps its
-    finished ensembles and runs the new ones."""
+    """Does ``new`` only add time-to-failure ensembles (sizes, arms at sizes, or Table-1 models)
+    to ``old``, leaving every ensemble ``old`` ran exactly as it was? Then a resumed study keeps
+    its finished ensembles and models and runs the new ones."""
     before, after = ensembles(old), ensembles(new)
     return set(before) < set(after) and all(after[k] == v for k, v in before.items())
 
@@ -148,6 +160,9 @@ class StudyV2(StagedWorkflow):
             raise LegatoError(f"--max-hours must be > 0, got {max_hours}")
         self.deadline = None if max_hours is None else time.monotonic() + 3600.0 * max_hours
 
+    def normalized(self, saved: dict[str, Any]) -> dict[str, Any]:
+        return saved if self.saved_cfg is None else self.saved_cfg.model_dump(mode="json")
+
     def changeable(self, section: str, old: Any, new: Any) -> bool:
         stages = SECTION_STAGES.get(section)
         if stages is None:
@@ -163,15 +178,15 @@ class StudyV2(StagedWorkflow):
             self.reopened |= skipped
             return True
         if any(self.done(st) or (self.out / path).exists() for st, path in stages):
-            if section in ("tfail", "arm_sizes") and self.saved_cfg is not None:
+            if section in ("tfail", "arm_sizes", "rho_grid") and self.saved_cfg is not None:
                 if not extends(self.saved_cfg, self.cfg):
                     return False
                 # new ensembles: their starts, runs and the report are still to do
                 if "tfail" not in self.reopened:
-                    self.log(
-                        "  tfail: new sizes or arms added to the study; their starts and ensembles will run"
-                    )
+                    self.log("  new sizes, arms or models added to the study; they will be trained and run")
                 self.reopened |= {"starts", "tfail", "report"}
+                if section == "rho_grid":  # new models: trained, picked, measured
+                    self.reopened |= {"train", "select", "errors", "sharpness"}
                 return True
             return False
         if section == "tfail" and self.done("data"):
@@ -200,6 +215,14 @@ class StudyV2(StagedWorkflow):
     def run_dir(self, kind: str, seed: int) -> Path:
         return self.out / "train" / f"{kind}_s{seed}"
 
+    def arm_run_dir(self, arm: str, seed: int) -> Path:
+        """The training run an arm's model comes from."""
+        if arm == "legato":
+            return self.run_dir("sam", seed)
+        if arm in ARMS:
+            return self.run_dir("adam", seed)
+        return self.run_dir(f"sam_rho{self.cfg.rho_arms()[arm]:g}", seed)
+
     def model_path(self, arm: str, seed: int) -> Path:
         return self.out / "models" / f"{model_key(arm, seed)}.pt"
 
@@ -210,7 +233,7 @@ class StudyV2(StagedWorkflow):
         return self.out / "starts" / f"N{n_atoms}.extxyz"
 
     def models(self) -> list[tuple[str, int]]:
-        return [(arm, seed) for arm in ARMS for seed in self.cfg.seeds]
+        return [(arm, seed) for arm in self.cfg.arms() for seed in self.cfg.seeds_of(arm)]
 
     def _jobs_until_deadline(self, jobs: list[tuple], what: str) -> dict:
         """Run jobs ``workers`` at a time; no new group starts after the deadline."""
@@ -232,16 +255,26 @@ class StudyV2(StagedWorkflow):
 
     def stage_train(self) -> dict:
         cfg, data = self.cfg, str(self.data_dir / "train_val.extxyz")
-        jobs = []
-        for seed in cfg.seeds:
-            for kind, sam in (("sam", True), ("adam", False)):
-                conf = train_config(cfg, sam, seed, str(self.run_dir(kind, seed)), data)
-                jobs.append((f"train_{kind}_s{seed}", train_job, {"config": conf}))
+        runs = [
+            (seed, kind, sam, None) for seed in cfg.seeds for kind, sam in (("sam", True), ("adam", False))
+        ]
+        for arm, rho in cfg.rho_arms().items():
+            runs += [(seed, f"sam_rho{rho:g}", True, rho) for seed in cfg.seeds_of(arm)]
+        jobs, finished = [], {}
+        for seed, kind, sam, rho in runs:
+            run_dir, name = self.run_dir(kind, seed), f"train_{kind}_s{seed}"
+            if (run_dir / "summary.json").is_file() and (run_dir / "best_model.pt").is_file():
+                finished[name] = json.loads((run_dir / "summary.json").read_text())
+                continue
+            conf = train_config(cfg, sam, seed, str(run_dir), data, rho)
+            jobs.append((name, train_job, {"config": conf}))
         self.log(
             f"  {len(cfg.seeds)} seed(s): SAM rho={cfg.rho:g} for {cfg.epochs} epochs and Adam for "
             f"{cfg.adam_factor * cfg.epochs} epochs each"
+            + (f"; rho grid {', '.join(f'{r:g}' for r in cfg.rho_grid.rhos)}" if cfg.rho_grid.rhos else "")
+            + f"; {len(finished)} run(s) finished before, {len(jobs)} to train"
         )
-        res = self._jobs_until_deadline(jobs, "training")
+        res = {**finished, **self._jobs_until_deadline(jobs, "training")}
         return {
             name: {
                 k: s.get(k) for k in ("epochs", "stop_reason", "elapsed_s", "mean_epoch_time_s", "best_epoch")
@@ -261,7 +294,15 @@ class StudyV2(StagedWorkflow):
             for arm, epoch in picks.items():
                 row = next(r for r in adam_log if int(r["epoch"]) == epoch)
                 chosen[arm] = (adam_dir / f"model_epoch_{epoch:04d}.pt", row, False)
-            for arm in ARMS:
+            for arm in cfg.rho_arms():
+                if seed in cfg.seeds_of(arm):
+                    run = self.arm_run_dir(arm, seed)
+                    chosen[arm] = (
+                        run / "best_model.pt",
+                        min(read_log(run), key=lambda r: r["val_loss"]),
+                        True,
+                    )
+            for arm in [a for a in cfg.arms() if a in chosen]:
                 src, row, sam = chosen[arm]
                 dst = self.model_path(arm, seed)
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -271,7 +312,7 @@ class StudyV2(StagedWorkflow):
                     {
                         "model": arm,
                         "model_seed": seed,
-                        "label": ARM_LABELS[arm],
+                        "label": arm_label(arm),
                         "optimizer": "SAM" if sam else "Adam",
                         "epoch": epoch,
                         # SAM: two forward/backward passes per step
@@ -298,7 +339,7 @@ class StudyV2(StagedWorkflow):
         cfg, st = self.cfg, self.cfg.starts
         pool = select_pool(read_frames(cfg.data, cfg.data_index), st.pool_temperatures_K)
         n0 = self.result("data")["base_n_atoms"]
-        sizes = sorted({r for arm in ARMS for r in cfg.sizes_of(arm)}, key=lambda r: r[0] * r[1] * r[2])
+        sizes = sorted({r for arm in cfg.arms() for r in cfg.sizes_of(arm)}, key=lambda r: r[0] * r[1] * r[2])
         done = {}
         for reps in sizes:
             n_atoms = n0 * reps[0] * reps[1] * reps[2]
@@ -403,7 +444,13 @@ class StudyV2(StagedWorkflow):
         return {"rows": rows}
 
     def stage_sharpness(self) -> dict:
-        cfg = self.cfg
+        """Sharpness of every model; a study grown by new models measures only those (the
+        section cannot change once the stage has run, so the earlier rows still hold)."""
+        cfg, path = self.cfg, self.out / "sharpness.csv"
+        before = {}
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as fh:
+                before = {model_key(r["model"], int(r["model_seed"])): r for r in csv.DictReader(fh)}
         jobs = [
             (
                 f"sharpness_{model_key(arm, seed)}",
@@ -412,15 +459,25 @@ class StudyV2(StagedWorkflow):
                     cfg,
                     self.model_path(arm, seed),
                     self.data_dir / "train_val.extxyz",
-                    self.run_dir("sam" if arm == "legato" else "adam", seed),  # its split.json
+                    self.arm_run_dir(arm, seed),  # its split.json
                 ),
             )
             for arm, seed in self.models()
+            if model_key(arm, seed) not in before
         ]
-        res = self._jobs_until_deadline(jobs, "sharpness")
-        rows = [
-            {"model": a, "model_seed": sd, **res[f"sharpness_{model_key(a, sd)}"]} for a, sd in self.models()
-        ]
+        if before:
+            self.log(f"  {len(self.models()) - len(jobs)} model(s) measured before, {len(jobs)} to measure")
+        rows_key = ("model", "model_seed")
+        res = {
+            k.removeprefix("sharpness_"): v for k, v in self._jobs_until_deadline(jobs, "sharpness").items()
+        }
+        rows = []
+        for arm, seed in self.models():
+            key = model_key(arm, seed)
+            values = res[key] if key in res else before[key]  # earlier rows: as written
+            rows.append(
+                {"model": arm, "model_seed": seed} | {k: v for k, v in values.items() if k not in rows_key}
+            )
         atomic_write_text(self.out / "sharpness.csv", csv_text(rows), overwrite=True)
         return {"rows": rows}
 

@@ -11,6 +11,10 @@ seed (docs/reproduction.md):
 ``allegro_matched`` the same Adam run, the epoch whose validation force RMSE is closest to the
                     same seed's Legato model (accuracy-matched control).
 
+``rho_grid`` adds the paper's Table 1: for its seeds, one more SAM run per ρ (arm
+``legato_rho<ρ>``, run at the base size only); the Legato and Allegro arms of those seeds are
+the grid's ρ = ``rho`` and ρ = 0 points.
+
 Unknown keys are errors naming the nearest valid key; sections shared with study v1
 (``tfail``, ``errors``, ``sharpness``, ``analysis``) have the same schema.
 """
@@ -59,6 +63,39 @@ class StartsSection(_Strict):
     seed: int = Field(0, ge=0)
 
 
+class RhoGridSection(_Strict):
+    """Table 1: extra SAM models, one per ρ and seed, at the base size (paired with the main
+    arms on the same starting boxes)."""
+
+    rhos: list[float] = Field(default_factory=list)  # besides the Legato arm's own rho
+    seeds: list[int] | None = None  # default: the study's first seed
+
+    @field_validator("rhos")
+    @classmethod
+    def _rhos(cls, value: list[float]) -> list[float]:
+        if any(not r > 0 for r in value) or len(set(value)) != len(value):
+            raise ValueError("rho_grid.rhos must be distinct positive numbers")
+        return sorted(value)
+
+
+def rho_arm(rho: float) -> str:
+    """Arm name of a Table-1 model: ``legato_rho0.005``."""
+    return f"legato_rho{rho:g}"
+
+
+def arm_label(arm: str) -> str:
+    """Label of an arm in tables and figures."""
+    if arm in ARM_LABELS:
+        return ARM_LABELS[arm]
+    if arm.startswith("legato_rho"):
+        return f"Legato (SAM ρ = {arm.removeprefix('legato_rho')})"
+    raise LegatoError(f"unknown arm {arm!r}")
+
+
+def is_arm(arm: str) -> bool:
+    return arm in ARMS or arm.startswith("legato_rho")
+
+
 class StudyV2Config(_Strict):
     """Study v2: data, seeds, arms, starting boxes, time to failure, analyses."""
 
@@ -77,6 +114,7 @@ class StudyV2Config(_Strict):
     adam_factor: int = Field(2, ge=1)
     #: sizes each arm runs at (keys: arms; default: every arm at every tfail size)
     arm_sizes: dict[str, list[int | str]] = Field(default_factory=dict)
+    rho_grid: RhoGridSection = Field(default_factory=RhoGridSection)
     starts: StartsSection = Field(default_factory=StartsSection)
     tfail: TfailSection = Field(default_factory=TfailSection)
     errors: ErrorsSection = Field(default_factory=ErrorsSection)
@@ -101,16 +139,41 @@ class StudyV2Config(_Strict):
             for reps in parse_sizes(wanted):
                 if reps not in sizes:
                     raise ValueError(f"arm_sizes.{arm}: size {replication_name(reps)} is not in tfail.sizes")
+        grid = self.rho_grid
+        if self.rho in grid.rhos:
+            raise ValueError(f"rho_grid.rhos: {self.rho:g} is the Legato arm's rho (already in the grid)")
+        if grid.seeds is not None and (not grid.seeds or not set(grid.seeds) <= set(self.seeds)):
+            raise ValueError("rho_grid.seeds must be some of the study's seeds")
         return self
 
+    def rho_arms(self) -> dict[str, float]:
+        """Table-1 arm -> its SAM ρ."""
+        return {rho_arm(r): r for r in self.rho_grid.rhos}
+
+    def arms(self) -> list[str]:
+        """Every arm: the four of :data:`ARMS`, then the Table-1 arms by ρ."""
+        return [*ARMS, *self.rho_arms()]
+
+    def grid_seeds(self) -> list[int]:
+        """Seeds of the Table-1 models (default: the first seed)."""
+        return list(self.rho_grid.seeds or self.seeds[:1])
+
+    def seeds_of(self, arm: str) -> list[int]:
+        return list(self.seeds) if arm in ARMS else self.grid_seeds()
+
     def sizes_of(self, arm: str) -> list[tuple[int, int, int]]:
-        """Replications arm ``arm`` runs at."""
+        """Replications arm ``arm`` runs at (Table-1 arms: the base size)."""
+        if arm not in ARMS:
+            return parse_sizes(self.tfail.sizes)[:1]
         return parse_sizes(self.arm_sizes.get(arm, self.tfail.sizes))
 
 
-def train_config(cfg: StudyV2Config, sam: bool, seed: int, run_dir: str, data_path: str) -> dict:
-    """The ``legato train`` config of one run: SAM (ρ, ``epochs``) or Adam (``adam_factor`` ×
-    ``epochs``, every epoch's model kept so the study can pick the control arms)."""
+def train_config(
+    cfg: StudyV2Config, sam: bool, seed: int, run_dir: str, data_path: str, rho: float | None = None
+) -> dict:
+    """The ``legato train`` config of one run: SAM (ρ = ``rho``, default the config's, for
+    ``epochs``) or Adam (``adam_factor`` × ``epochs``, every epoch's model kept so the study
+    can pick the control arms)."""
     over: dict[str, Any] = {
         "run_dir": run_dir,
         "data": {"path": data_path, "split_seed": seed},
@@ -121,7 +184,7 @@ def train_config(cfg: StudyV2Config, sam: bool, seed: int, run_dir: str, data_pa
             "max_epochs": cfg.epochs if sam else cfg.adam_factor * cfg.epochs,
             "save_every_epoch_model": not sam,
         },
-        "sam": {"enabled": True, "rho": cfg.rho} if sam else {"enabled": False},
+        "sam": {"enabled": True, "rho": cfg.rho if rho is None else rho} if sam else {"enabled": False},
         # every epoch up to the cap, so SAM and Adam see the same number of epochs
         "early_stopping": {"enabled": False},
     }

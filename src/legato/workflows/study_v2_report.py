@@ -34,9 +34,10 @@ from legato.stats.per_model import arm_summaries, paired_by_seed, rank_correlati
 from legato.stats.rates import exposure, poisson_rate, rate_ratio
 from legato.workflows.plots import plot_outliers, plot_survival, save_png
 from legato.workflows.staged import csv_text, json_default
-from legato.workflows.study_v2_config import ARM_LABELS, ARMS
+from legato.workflows.study_v2_config import ARMS, arm_label, is_arm
 from legato.workflows.study_v2_energy import ENERGY_COLUMNS, energy_rows, energy_stats
 from legato.workflows.study_v2_markdown import markdown
+from legato.workflows.study_v2_rho import rho_grid_section, rho_markdown
 from legato.workflows.tfail import read_outliers
 
 if TYPE_CHECKING:
@@ -73,9 +74,14 @@ OUTLIER_COLUMNS = (
 def split_label(label: str) -> tuple[str, int]:
     """``allegro_2x_s3`` -> (``allegro_2x``, 3)."""
     arm, _, seed = label.rpartition("_s")
-    if arm not in ARMS or not seed.isdigit():
+    if not is_arm(arm) or not seed.isdigit():
         raise LegatoError(f"run label {label!r} is not <arm>_s<seed>")
     return arm, int(seed)
+
+
+def _arm_order(arm: str) -> tuple[int, float]:
+    """The four arms in :data:`ARMS` order, then the Table-1 arms by ρ."""
+    return (ARMS.index(arm), 0.0) if arm in ARMS else (len(ARMS), float(arm.removeprefix("legato_rho")))
 
 
 def run_rows(table: FailureTable, budgets: dict[int, int]) -> list[dict[str, Any]]:
@@ -98,7 +104,7 @@ def run_rows(table: FailureTable, budgets: dict[int, int]) -> list[dict[str, Any
                 "censored": r.censored,
             }
         )
-    rows.sort(key=lambda d: (ARMS.index(d["model"]), d["model_seed"], d["n_atoms"], d["instance_seed"]))
+    rows.sort(key=lambda d: (_arm_order(d["model"]), d["model_seed"], d["n_atoms"], d["instance_seed"]))
     return rows
 
 
@@ -274,7 +280,7 @@ def outlier_rows(study: StudyV2, rows: list[dict]) -> tuple[list[dict], list[dic
                 )
                 if n == largest and seed == min(study.cfg.seeds) and (n, inst) in shown:
                     curves += [
-                        {"step": c["step"], "outliers": c["outliers"], "model": ARM_LABELS[arm], "run": inst}
+                        {"step": c["step"], "outliers": c["outliers"], "model": arm_label(arm), "run": inst}
                         for c in checks
                     ]
     return summaries, curves
@@ -334,7 +340,7 @@ def scaling_figure(rows: list[dict], stats: dict, clock: str) -> Figure:
         lo = np.array([e["mean"]["lo"] for e in entries])
         hi = np.array([e["mean"]["hi"] for e in entries])
         beta = stats["beta"].get(arm, {}).get("pooled")
-        lab = ARM_LABELS[arm] + (
+        lab = arm_label(arm) + (
             f", β = {beta['value']:.2f} [{beta['lo']:.2f}, {beta['hi']:.2f}]" if beta else ""
         )
         ax.errorbar(ns, m, yerr=[m - lo, hi - m], color=colors[arm], lw=2, capsize=3, marker="o", label=lab)
@@ -379,14 +385,16 @@ def model_measures(
 ) -> list[dict]:
     """Each per-model measure the study has (accuracy, sharpness): arm means over models,
     Legato against every Adam arm paired by seed (:mod:`legato.stats.per_model`) and, given the
-    runs, the rank correlation over all models with survival at the base size."""
+    runs, the rank correlation over all models with survival at the base size (the four arms'
+    models; the Table-1 grid has its own section)."""
+    rows = [r for r in rows or [] if r["model"] in ARMS]
     survival = model_survival(rows) if rows else None
     tables = {"models.csv": models, "sharpness.csv": _read_csv(out / "sharpness.csv")}
     res = []
     for table, column, label in MODEL_MEASURES:
         values: dict[str, dict[int, float]] = {}
         for r in tables[table]:
-            if isinstance(r.get(column), (int, float)):
+            if r["model"] in ARMS and isinstance(r.get(column), (int, float)):
                 values.setdefault(str(r["model"]), {})[int(r["model_seed"])] = float(r[column])
         if values:
             entry = {
@@ -413,7 +421,7 @@ def write_report(study: StudyV2) -> dict:
         raise LegatoError("no time-to-failure runs to report")
     n0 = study.result("data")["base_n_atoms"]
     budgets = {}
-    for arm in ARMS:
+    for arm in cfg.arms():
         for reps in cfg.sizes_of(arm):
             budgets[n0 * reps[0] * reps[1] * reps[2]] = cfg.tfail.budget(reps)
     rows = run_rows(table, budgets)
@@ -434,6 +442,7 @@ def write_report(study: StudyV2) -> dict:
         sigma, nvt = cfg.tfail.outlier_sigma, cfg.tfail.nvt_steps
         plot_outliers(fig1, study.out / "fig1_outliers.png", sigma, overwrite=True, nvt_steps=nvt)
     per_model = model_measures(study.out, models, a.n_boot, a.confidence, a.seed, rows)
+    grid = rho_grid_section(study, rows, models, _read_csv(study.out / "sharpness.csv"))
     runs_energy = energy_rows(study)
     atomic_write_text(study.out / "energy.csv", csv_text(runs_energy, ENERGY_COLUMNS), overwrite=True)
     energy = energy_stats(runs_energy, a.n_boot, a.confidence, a.seed)
@@ -446,6 +455,7 @@ def write_report(study: StudyV2) -> dict:
                 "outliers": outliers,
                 "energy": energy,
                 "per_model": per_model,
+                "rho_grid": grid,
             },
             indent=1,
             default=json_default,
@@ -453,6 +463,7 @@ def write_report(study: StudyV2) -> dict:
         + "\n",
     )
     text = markdown(stats, models, outliers, energy, per_model)
+    text += "\n".join(rho_markdown(grid, cfg.grid_seeds()))
     missing = study.missing_ensembles()
     if missing:  # an interim report (``--stages report`` before the tfail stage has finished)
         note = (
@@ -476,6 +487,7 @@ def write_report(study: StudyV2) -> dict:
                 r.censored,
             )
             for r in table
+            if split_label(r.model)[0] in ARMS
         ]
     )
     plot_survival(pooled, study.out / "survival.png", overwrite=True, clock="production")
@@ -484,7 +496,7 @@ def write_report(study: StudyV2) -> dict:
     return {
         "runs": len(rows),
         "missing_ensembles": len(missing),
-        "files": files + (["fig1_outliers.png"] if curves else []),
+        "files": files + (["fig1_outliers.png"] if curves else []) + (["table1_rho.png"] if grid else []),
     }
 
 
@@ -503,6 +515,7 @@ EXPORT_FILES = (
     "energy.csv",
     "fig1_outliers.csv",
     "fig1_outliers.png",
+    "table1_rho.png",
 )
 
 
