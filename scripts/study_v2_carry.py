@@ -5,7 +5,7 @@ stages need into ``docs/results/study_v2/train/``: each run's log.csv, summary.j
 stats.json, learning curves and split.json (its training frames, for sharpness; without the
 machine's data path), the SAM run's best model and the Adam run's best model plus
 the epoch models the three Adam arms pick (model files without the machine's paths); and each
-finished Table-1 run of the config's ``rho_grid`` (``sam_rho<ρ>_s<seed>``, best model).
+finished run of the config's grids (``rho_grid``, ``lmax_grid``: Tables 1 and 4, best model).
 ``restore`` copies them back into a study folder (files already there are kept), where
 ``legato study --resume`` skips those trainings (their summary.json and best_model.pt exist)
 and ``select`` finds its files.
@@ -25,7 +25,7 @@ import json
 import shutil
 from pathlib import Path
 
-from legato.workflows.study_v2 import pick_epochs, read_log
+from legato.workflows.study_v2 import pick_epochs, read_log, train_run_name
 from legato.workflows.study_v2_config import load_study_v2_config
 from legato.workflows.study_v2_report import portable_model_copy
 
@@ -60,9 +60,9 @@ def save(study: Path, config: Path) -> None:
         _carry(sam, ["best_model.pt"])
         _carry(adam, ["best_model.pt"] + [f"model_epoch_{e:04d}.pt" for e in epochs])
         print(f"seed {seed}: carried (Adam epochs {epochs})")
-    for arm, rho in cfg.rho_arms().items():  # Table 1's SAM runs (rho_grid)
+    for arm in [*cfg.rho_arms(), *cfg.lmax_arms()]:  # the grids' runs (Tables 1 and 4)
         for seed in cfg.seeds_of(arm):
-            run = study / "train" / f"sam_rho{rho:g}_s{seed}"
+            run = study / "train" / train_run_name(cfg, arm, seed)
             if (run / "summary.json").is_file():
                 _carry(run, ["best_model.pt"])
                 print(f"{run.name}: carried")

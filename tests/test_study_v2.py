@@ -78,9 +78,16 @@ def test_config_schema(tiny_data, tmp_path):
         load_study_v2_config(_config(tmp_path, tiny_data, rho_grid={"rhos": [0.05]}))
     with pytest.raises(LegatoError, match="some of the study's seeds"):
         load_study_v2_config(_config(tmp_path, tiny_data, rho_grid={"rhos": [0.01], "seeds": [3]}))
-    grid = load_study_v2_config(_config(tmp_path, tiny_data, rho_grid={"rhos": [0.1, 0.01]}))
-    assert grid.arms()[4:] == ["legato_rho0.01", "legato_rho0.1"] and grid.seeds_of("legato_rho0.1") == [1]
-    assert grid.sizes_of("legato_rho0.1") == [(1, 1, 1)]
+    with pytest.raises(LegatoError, match="arms' own l_max"):
+        load_study_v2_config(_config(tmp_path, tiny_data, lmax_grid={"l_max": [1]}))
+    grid = load_study_v2_config(
+        _config(
+            tmp_path, tiny_data, rho_grid={"rhos": [0.1, 0.01]}, lmax_grid={"l_max": [2, 0], "seeds": [2]}
+        )
+    )
+    assert grid.arms()[4:] == ["legato_rho0.01", "legato_rho0.1", "allegro_lmax0", "allegro_lmax2"]
+    assert grid.seeds_of("legato_rho0.1") == [1] and grid.seeds_of("allegro_lmax2") == [2]
+    assert grid.sizes_of("legato_rho0.1") == grid.sizes_of("allegro_lmax0") == [(1, 1, 1)]
     with pytest.raises(LegatoError, match="did you mean 'epochs'"):
         load_study_v2_config(_config(tmp_path, tiny_data, epoch=3))
 
@@ -209,37 +216,60 @@ def test_tiny_study_v2_end_to_end(tiny_data, tmp_path):
     shrunk = {**grown, "arm_sizes": {"allegro_2x": [1], "allegro_matched": [1]}}
     with pytest.raises(LegatoError, match="sections: arm_sizes"):  # dropping ensembles is no extension
         StudyV2(load_study_v2_config(path, data=shrunk), out, resume=True, log=lambda s: None)
-    # Table 1: a rho grid added to the finished study trains, runs and measures only its models
+    # Tables 1 and 4: grids added to the finished study train, run and measure only their models
     sharp_before = (out / "sharpness.csv").read_text().splitlines()
     trained = {f: f.stat().st_mtime_ns for f in (out / "train").glob("*/log.csv")}
-    gridded = {**grown, "rho_grid": {"rhos": [0.02], "seeds": [1]}}
+    gridded = {
+        **grown,
+        "rho_grid": {"rhos": [0.02], "seeds": [1]},
+        "lmax_grid": {"l_max": [0], "seeds": [1, 2]},
+    }
     StudyV2(load_study_v2_config(path, data=gridded), out, resume=True, log=lambda s: None).run()
     assert all(f.read_bytes() == b for f, b in kept.items())
     assert all(f.stat().st_mtime_ns == t for f, t in trained.items())  # nothing retrained
     assert (out / "train" / "sam_rho0.02_s1" / "best_model.pt").is_file()
+    lmax0 = yaml.safe_load((out / "train" / "adam_lmax0_s2" / "config.yaml").read_text())
+    assert (
+        lmax0["model"]["l_max"] == 0 and lmax0["training"]["max_epochs"] == 2 and not lmax0["sam"]["enabled"]
+    )
     sharp_after = (out / "sharpness.csv").read_text().splitlines()
-    assert sharp_after[: len(sharp_before)] == sharp_before and len(sharp_after) == len(sharp_before) + 1
-    assert sharp_after[-1].startswith("legato_rho0.02,1,")
+    assert sharp_after[: len(sharp_before)] == sharp_before and len(sharp_after) == len(sharp_before) + 3
+    assert [line.split(",")[:2] for line in sharp_after[-3:]] == [
+        ["legato_rho0.02", "1"],
+        ["allegro_lmax0", "1"],
+        ["allegro_lmax0", "2"],
+    ]
     with open(out / "runs.csv", newline="") as fh:
         runs3 = list(csv.DictReader(fh))
     grid_runs = [r for r in runs3 if r["model"] == "legato_rho0.02"]
-    assert len(runs3) == len(runs2) + 3 and {(r["model_seed"], r["n_atoms"]) for r in grid_runs} == {
+    assert len(runs3) == len(runs2) + 3 * 3 and {(r["model_seed"], r["n_atoms"]) for r in grid_runs} == {
         ("1", "8")
     }
     res = json.loads((out / "results.json").read_text())
     table1 = res["rho_grid"]
-    assert [(r["rho"], r["model"], r["runs"], r["models"]) for r in table1] == [
+    assert [(r["x"], r["model"], r["runs"], r["models"]) for r in table1] == [
         (0.0, "allegro", 3, 1),
         (0.02, "legato_rho0.02", 3, 1),
         (0.05, "legato", 3, 1),
     ]
-    assert all("paired_vs_adam" in r and "rate_ratio_vs_adam" in r for r in table1[1:])
+    assert all("paired_vs_reference" in r and "rate_ratio_vs_reference" in r for r in table1[1:])
     assert table1[1]["val_forces_rmse_meV_A"] > 0 and table1[1]["sharpness_worst_case"] is not None
     # the four arms' statistics are untouched by the grid's single models
     assert {e["model"] for e in res["stats"]["production"]["per_size"]} == set(ARMS)
     assert all(set(m["arms"]) == set(ARMS) for m in res["per_model"])
     assert "## Table 1: SAM's ρ" in (out / "results.md").read_text() and (out / "table1_rho.png").is_file()
-    with pytest.raises(LegatoError, match="sections: rho_grid"):  # dropping a grid model is refused
+    table4 = res["lmax_grid"]  # l_max 0, the arms' l_max 1 (Allegro, then Legato), two seeds each
+    assert [(r["x"], r["model"], r["models"]) for r in table4] == [
+        (0.0, "allegro_lmax0", 2),
+        (1.0, "allegro", 2),
+        (1.0, "legato", 2),
+    ]
+    assert (
+        table4[0]["sharpness_worst_case_vs_reference"]["seeds"] == 2 and table4[0]["sharpness_worst_case_ci"]
+    )
+    assert "## Table 4: Allegro's l_max" in (out / "results.md").read_text()
+    assert (out / "table4_lmax.png").is_file()
+    with pytest.raises(LegatoError, match="sections: lmax_grid, rho_grid"):  # dropping grid models: refused
         StudyV2(load_study_v2_config(path, data=grown), out, resume=True, log=lambda s: None)
 
 

@@ -59,10 +59,13 @@ SECTION_STAGES = {
     "tfail": (("starts", "starts"), ("tfail", "tfail")),
     "arm_sizes": (("starts", "starts"), ("tfail", "tfail")),
     "rho_grid": (("train", "train"), ("select", "models.csv"), ("tfail", "tfail")),
+    "lmax_grid": (("train", "train"), ("select", "models.csv"), ("tfail", "tfail")),
     "errors": (("errors", "errors.csv"),),
     "sharpness": (("sharpness", "sharpness.csv"),),
     "analysis": (("report", "results.json"),),
 }
+#: config sections that add models (Table 1, Table 4)
+GRIDS = ("rho_grid", "lmax_grid")
 #: tfail keys the data stage uses (choice of the base box): fixed once it has run
 DATA_TFAIL_KEYS = ("structure", "structure_index", "temperature_K")
 
@@ -73,11 +76,12 @@ def ensembles(cfg: StudyV2Config) -> dict[tuple[str, int, tuple[int, int, int]],
     protocol)."""
     t = cfg.tfail
     base = {k: getattr(t, k, None) for k in DATA_TFAIL_KEYS}
-    rhos = cfg.rho_arms()
+    rhos, lmaxs = cfg.rho_arms(), cfg.lmax_arms()
     return {
         (arm, seed, reps): {
             **base,
             "rho": rhos.get(arm),
+            "l_max": lmaxs.get(arm),
             "instances": t.instances_of(reps),
             "seed": t.seed,
             **t.protocol(reps).to_dict(),
@@ -94,6 +98,16 @@ def extends(old: StudyV2Config, new: StudyV2Config) -> bool:
     its finished ensembles and models and runs the new ones."""
     before, after = ensembles(old), ensembles(new)
     return set(before) < set(after) and all(after[k] == v for k, v in before.items())
+
+
+def train_run_name(cfg: StudyV2Config, arm: str, seed: int) -> str:
+    """Folder (under ``train/``) of the run an arm's model comes from: ``sam_s<seed>`` (Legato),
+    ``adam_s<seed>`` (the three Adam arms), ``sam_rho<ρ>_s<seed>``, ``adam_lmax<l>_s<seed>``."""
+    if arm in ARMS:
+        return f"{'sam' if arm == 'legato' else 'adam'}_s{seed}"
+    if arm in cfg.lmax_arms():
+        return f"adam_lmax{cfg.lmax_arms()[arm]}_s{seed}"
+    return f"sam_rho{cfg.rho_arms()[arm]:g}_s{seed}"
 
 
 class DeadlineReached(LegatoError):
@@ -178,14 +192,14 @@ class StudyV2(StagedWorkflow):
             self.reopened |= skipped
             return True
         if any(self.done(st) or (self.out / path).exists() for st, path in stages):
-            if section in ("tfail", "arm_sizes", "rho_grid") and self.saved_cfg is not None:
+            if section in ("tfail", "arm_sizes", *GRIDS) and self.saved_cfg is not None:
                 if not extends(self.saved_cfg, self.cfg):
                     return False
                 # new ensembles: their starts, runs and the report are still to do
                 if "tfail" not in self.reopened:
                     self.log("  new sizes, arms or models added to the study; they will be trained and run")
                 self.reopened |= {"starts", "tfail", "report"}
-                if section == "rho_grid":  # new models: trained, picked, measured
+                if section in GRIDS:  # new models: trained, picked, measured
                     self.reopened |= {"train", "select", "errors", "sharpness"}
                 return True
             return False
@@ -217,11 +231,7 @@ class StudyV2(StagedWorkflow):
 
     def arm_run_dir(self, arm: str, seed: int) -> Path:
         """The training run an arm's model comes from."""
-        if arm == "legato":
-            return self.run_dir("sam", seed)
-        if arm in ARMS:
-            return self.run_dir("adam", seed)
-        return self.run_dir(f"sam_rho{self.cfg.rho_arms()[arm]:g}", seed)
+        return self.out / "train" / train_run_name(self.cfg, arm, seed)
 
     def model_path(self, arm: str, seed: int) -> Path:
         return self.out / "models" / f"{model_key(arm, seed)}.pt"
@@ -255,23 +265,25 @@ class StudyV2(StagedWorkflow):
 
     def stage_train(self) -> dict:
         cfg, data = self.cfg, str(self.data_dir / "train_val.extxyz")
-        runs = [
-            (seed, kind, sam, None) for seed in cfg.seeds for kind, sam in (("sam", True), ("adam", False))
-        ]
+        runs = [(self.run_dir(k, seed), k == "sam", {}) for seed in cfg.seeds for k in ("sam", "adam")]
         for arm, rho in cfg.rho_arms().items():
-            runs += [(seed, f"sam_rho{rho:g}", True, rho) for seed in cfg.seeds_of(arm)]
+            runs += [(self.arm_run_dir(arm, seed), True, {"rho": rho}) for seed in cfg.seeds_of(arm)]
+        for arm, lmax in cfg.lmax_arms().items():
+            runs += [(self.arm_run_dir(arm, seed), False, {"l_max": lmax}) for seed in cfg.seeds_of(arm)]
         jobs, finished = [], {}
-        for seed, kind, sam, rho in runs:
-            run_dir, name = self.run_dir(kind, seed), f"train_{kind}_s{seed}"
+        for run_dir, sam, grid in runs:
+            name = f"train_{run_dir.name}"
             if (run_dir / "summary.json").is_file() and (run_dir / "best_model.pt").is_file():
                 finished[name] = json.loads((run_dir / "summary.json").read_text())
                 continue
-            conf = train_config(cfg, sam, seed, str(run_dir), data, rho)
+            seed = int(run_dir.name.rpartition("_s")[2])
+            conf = train_config(cfg, sam, seed, str(run_dir), data, **grid)
             jobs.append((name, train_job, {"config": conf}))
         self.log(
             f"  {len(cfg.seeds)} seed(s): SAM rho={cfg.rho:g} for {cfg.epochs} epochs and Adam for "
             f"{cfg.adam_factor * cfg.epochs} epochs each"
             + (f"; rho grid {', '.join(f'{r:g}' for r in cfg.rho_grid.rhos)}" if cfg.rho_grid.rhos else "")
+            + (f"; l_max grid {', '.join(map(str, cfg.lmax_grid.l_max))}" if cfg.lmax_grid.l_max else "")
             + f"; {len(finished)} run(s) finished before, {len(jobs)} to train"
         )
         res = {**finished, **self._jobs_until_deadline(jobs, "training")}
@@ -294,13 +306,13 @@ class StudyV2(StagedWorkflow):
             for arm, epoch in picks.items():
                 row = next(r for r in adam_log if int(r["epoch"]) == epoch)
                 chosen[arm] = (adam_dir / f"model_epoch_{epoch:04d}.pt", row, False)
-            for arm in cfg.rho_arms():
+            for arm in [*cfg.rho_arms(), *cfg.lmax_arms()]:
                 if seed in cfg.seeds_of(arm):
                     run = self.arm_run_dir(arm, seed)
                     chosen[arm] = (
                         run / "best_model.pt",
                         min(read_log(run), key=lambda r: r["val_loss"]),
-                        True,
+                        arm in cfg.rho_arms(),  # SAM (Table 1) or Adam (Table 4)
                     )
             for arm in [a for a in cfg.arms() if a in chosen]:
                 src, row, sam = chosen[arm]

@@ -13,7 +13,8 @@ seed (docs/reproduction.md):
 
 ``rho_grid`` adds the paper's Table 1: for its seeds, one more SAM run per ρ (arm
 ``legato_rho<ρ>``, run at the base size only); the Legato and Allegro arms of those seeds are
-the grid's ρ = ``rho`` and ρ = 0 points.
+the grid's ρ = ``rho`` and ρ = 0 points. ``lmax_grid`` adds Table 4 the same way: one Adam run
+of ``epochs`` epochs per l_max (arm ``allegro_lmax<l>``) beside the arms' own l_max.
 
 Unknown keys are errors naming the nearest valid key; sections shared with study v1
 (``tfail``, ``errors``, ``sharpness``, ``analysis``) have the same schema.
@@ -78,22 +79,38 @@ class RhoGridSection(_Strict):
         return sorted(value)
 
 
-def rho_arm(rho: float) -> str:
-    """Arm name of a Table-1 model: ``legato_rho0.005``."""
-    return f"legato_rho{rho:g}"
+class LmaxGridSection(_Strict):
+    """Table 4: extra Adam models, one per l_max and seed (``epochs`` epochs, best validation
+    loss, like the ``allegro`` arm), at the base size."""
+
+    l_max: list[int] = Field(default_factory=list)  # besides the arms' own l_max
+    seeds: list[int] | None = None  # default: the study's first seed
+
+    @field_validator("l_max")
+    @classmethod
+    def _lmax(cls, value: list[int]) -> list[int]:
+        if any(not 0 <= v <= 3 for v in value) or len(set(value)) != len(value):
+            raise ValueError("lmax_grid.l_max must be distinct integers in 0..3")
+        return sorted(value)
+
+
+#: name prefixes of the grids' arms (Table 1, Table 4)
+RHO_PREFIX, LMAX_PREFIX = "legato_rho", "allegro_lmax"
 
 
 def arm_label(arm: str) -> str:
     """Label of an arm in tables and figures."""
     if arm in ARM_LABELS:
         return ARM_LABELS[arm]
-    if arm.startswith("legato_rho"):
-        return f"Legato (SAM ρ = {arm.removeprefix('legato_rho')})"
+    if arm.startswith(RHO_PREFIX):
+        return f"Legato (SAM ρ = {arm.removeprefix(RHO_PREFIX)})"
+    if arm.startswith(LMAX_PREFIX):
+        return f"Allegro (Adam, l_max = {arm.removeprefix(LMAX_PREFIX)})"
     raise LegatoError(f"unknown arm {arm!r}")
 
 
 def is_arm(arm: str) -> bool:
-    return arm in ARMS or arm.startswith("legato_rho")
+    return arm in ARMS or arm.startswith((RHO_PREFIX, LMAX_PREFIX))
 
 
 class StudyV2Config(_Strict):
@@ -115,6 +132,7 @@ class StudyV2Config(_Strict):
     #: sizes each arm runs at (keys: arms; default: every arm at every tfail size)
     arm_sizes: dict[str, list[int | str]] = Field(default_factory=dict)
     rho_grid: RhoGridSection = Field(default_factory=RhoGridSection)
+    lmax_grid: LmaxGridSection = Field(default_factory=LmaxGridSection)
     starts: StartsSection = Field(default_factory=StartsSection)
     tfail: TfailSection = Field(default_factory=TfailSection)
     errors: ErrorsSection = Field(default_factory=ErrorsSection)
@@ -139,27 +157,41 @@ class StudyV2Config(_Strict):
             for reps in parse_sizes(wanted):
                 if reps not in sizes:
                     raise ValueError(f"arm_sizes.{arm}: size {replication_name(reps)} is not in tfail.sizes")
-        grid = self.rho_grid
-        if self.rho in grid.rhos:
+        if self.rho in self.rho_grid.rhos:
             raise ValueError(f"rho_grid.rhos: {self.rho:g} is the Legato arm's rho (already in the grid)")
-        if grid.seeds is not None and (not grid.seeds or not set(grid.seeds) <= set(self.seeds)):
-            raise ValueError("rho_grid.seeds must be some of the study's seeds")
+        if self.base_lmax() in self.lmax_grid.l_max:
+            raise ValueError(
+                f"lmax_grid.l_max: {self.base_lmax()} is the arms' own l_max (already in the grid)"
+            )
+        for name, grid in (("rho_grid", self.rho_grid), ("lmax_grid", self.lmax_grid)):
+            if grid.seeds is not None and (not grid.seeds or not set(grid.seeds) <= set(self.seeds)):
+                raise ValueError(f"{name}.seeds must be some of the study's seeds")
         return self
+
+    def base_lmax(self) -> int:
+        """The arms' l_max (the train section's, else legato train's default of 1)."""
+        return int((self.train.get("model") or {}).get("l_max", 1))
 
     def rho_arms(self) -> dict[str, float]:
         """Table-1 arm -> its SAM ρ."""
-        return {rho_arm(r): r for r in self.rho_grid.rhos}
+        return {f"{RHO_PREFIX}{r:g}": r for r in self.rho_grid.rhos}
+
+    def lmax_arms(self) -> dict[str, int]:
+        """Table-4 arm -> its l_max."""
+        return {f"{LMAX_PREFIX}{v}": v for v in self.lmax_grid.l_max}
 
     def arms(self) -> list[str]:
-        """Every arm: the four of :data:`ARMS`, then the Table-1 arms by ρ."""
-        return [*ARMS, *self.rho_arms()]
+        """Every arm: the four of :data:`ARMS`, then the Table-1 arms by ρ, the Table-4 arms."""
+        return [*ARMS, *self.rho_arms(), *self.lmax_arms()]
 
-    def grid_seeds(self) -> list[int]:
-        """Seeds of the Table-1 models (default: the first seed)."""
-        return list(self.rho_grid.seeds or self.seeds[:1])
+    def grid_seeds(self, grid: str = "rho_grid") -> list[int]:
+        """Seeds of a grid's models (default: the first seed)."""
+        return list(getattr(self, grid).seeds or self.seeds[:1])
 
     def seeds_of(self, arm: str) -> list[int]:
-        return list(self.seeds) if arm in ARMS else self.grid_seeds()
+        if arm in ARMS:
+            return list(self.seeds)
+        return self.grid_seeds("rho_grid" if arm in self.rho_arms() else "lmax_grid")
 
     def sizes_of(self, arm: str) -> list[tuple[int, int, int]]:
         """Replications arm ``arm`` runs at (Table-1 arms: the base size)."""
@@ -169,11 +201,18 @@ class StudyV2Config(_Strict):
 
 
 def train_config(
-    cfg: StudyV2Config, sam: bool, seed: int, run_dir: str, data_path: str, rho: float | None = None
+    cfg: StudyV2Config,
+    sam: bool,
+    seed: int,
+    run_dir: str,
+    data_path: str,
+    rho: float | None = None,
+    l_max: int | None = None,
 ) -> dict:
     """The ``legato train`` config of one run: SAM (ρ = ``rho``, default the config's, for
     ``epochs``) or Adam (``adam_factor`` × ``epochs``, every epoch's model kept so the study
-    can pick the control arms)."""
+    can pick the control arms; with ``l_max``, a Table-4 model: ``epochs`` epochs, best kept)."""
+    grid = l_max is not None
     over: dict[str, Any] = {
         "run_dir": run_dir,
         "data": {"path": data_path, "split_seed": seed},
@@ -181,13 +220,15 @@ def train_config(
             "seed": seed,
             "progress": False,
             "num_threads": cfg.threads_per_worker,
-            "max_epochs": cfg.epochs if sam else cfg.adam_factor * cfg.epochs,
-            "save_every_epoch_model": not sam,
+            "max_epochs": cfg.epochs if sam or grid else cfg.adam_factor * cfg.epochs,
+            "save_every_epoch_model": not (sam or grid),
         },
         "sam": {"enabled": True, "rho": cfg.rho if rho is None else rho} if sam else {"enabled": False},
         # every epoch up to the cap, so SAM and Adam see the same number of epochs
         "early_stopping": {"enabled": False},
     }
+    if grid:
+        over["model"] = {"l_max": l_max}
     return deep_merge(cfg.train, over)
 
 

@@ -34,10 +34,10 @@ from legato.stats.per_model import arm_summaries, paired_by_seed, rank_correlati
 from legato.stats.rates import exposure, poisson_rate, rate_ratio
 from legato.workflows.plots import plot_outliers, plot_survival, save_png
 from legato.workflows.staged import csv_text, json_default
-from legato.workflows.study_v2_config import ARMS, arm_label, is_arm
+from legato.workflows.study_v2_config import ARMS, LMAX_PREFIX, RHO_PREFIX, arm_label, is_arm
 from legato.workflows.study_v2_energy import ENERGY_COLUMNS, energy_rows, energy_stats
+from legato.workflows.study_v2_grids import grid_sections
 from legato.workflows.study_v2_markdown import markdown
-from legato.workflows.study_v2_rho import rho_grid_section, rho_markdown
 from legato.workflows.tfail import read_outliers
 
 if TYPE_CHECKING:
@@ -80,8 +80,12 @@ def split_label(label: str) -> tuple[str, int]:
 
 
 def _arm_order(arm: str) -> tuple[int, float]:
-    """The four arms in :data:`ARMS` order, then the Table-1 arms by ρ."""
-    return (ARMS.index(arm), 0.0) if arm in ARMS else (len(ARMS), float(arm.removeprefix("legato_rho")))
+    """The four arms in :data:`ARMS` order, then the Table-1 arms by ρ, the Table-4 arms by l_max."""
+    if arm in ARMS:
+        return ARMS.index(arm), 0.0
+    if arm.startswith(RHO_PREFIX):
+        return len(ARMS), float(arm.removeprefix(RHO_PREFIX))
+    return len(ARMS) + 1, float(arm.removeprefix(LMAX_PREFIX))
 
 
 def run_rows(table: FailureTable, budgets: dict[int, int]) -> list[dict[str, Any]]:
@@ -442,7 +446,7 @@ def write_report(study: StudyV2) -> dict:
         sigma, nvt = cfg.tfail.outlier_sigma, cfg.tfail.nvt_steps
         plot_outliers(fig1, study.out / "fig1_outliers.png", sigma, overwrite=True, nvt_steps=nvt)
     per_model = model_measures(study.out, models, a.n_boot, a.confidence, a.seed, rows)
-    grid = rho_grid_section(study, rows, models, _read_csv(study.out / "sharpness.csv"))
+    grids, grid_lines = grid_sections(study, rows, models, _read_csv(study.out / "sharpness.csv"))
     runs_energy = energy_rows(study)
     atomic_write_text(study.out / "energy.csv", csv_text(runs_energy, ENERGY_COLUMNS), overwrite=True)
     energy = energy_stats(runs_energy, a.n_boot, a.confidence, a.seed)
@@ -455,7 +459,7 @@ def write_report(study: StudyV2) -> dict:
                 "outliers": outliers,
                 "energy": energy,
                 "per_model": per_model,
-                "rho_grid": grid,
+                **grids,
             },
             indent=1,
             default=json_default,
@@ -463,7 +467,7 @@ def write_report(study: StudyV2) -> dict:
         + "\n",
     )
     text = markdown(stats, models, outliers, energy, per_model)
-    text += "\n".join(rho_markdown(grid, cfg.grid_seeds()))
+    text += "\n".join(grid_lines)
     missing = study.missing_ensembles()
     if missing:  # an interim report (``--stages report`` before the tfail stage has finished)
         note = (
@@ -496,7 +500,9 @@ def write_report(study: StudyV2) -> dict:
     return {
         "runs": len(rows),
         "missing_ensembles": len(missing),
-        "files": files + (["fig1_outliers.png"] if curves else []) + (["table1_rho.png"] if grid else []),
+        "files": files
+        + (["fig1_outliers.png"] if curves else [])
+        + [p for p in ("table1_rho.png", "table4_lmax.png") if (study.out / p).is_file()],
     }
 
 
@@ -516,6 +522,7 @@ EXPORT_FILES = (
     "fig1_outliers.csv",
     "fig1_outliers.png",
     "table1_rho.png",
+    "table4_lmax.png",
 )
 
 
