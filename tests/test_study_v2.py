@@ -328,3 +328,11 @@ def test_cli_refuses_bad_input(tiny_data, tmp_path):
         text=True,
     )
     assert r.returncode != 0 and "max-hours" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_broken_saved_config_is_one_error(tiny_data, tmp_path):
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "study_config.yaml").write_text("version: 2\ndata: x\nbogus: 1\n")
+    with pytest.raises(LegatoError, match="saved config .* unknown key 'bogus'"):
+        StudyV2(load_study_v2_config(_config(tmp_path, tiny_data)), out, resume=True, log=lambda s: None)

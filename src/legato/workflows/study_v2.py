@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from legato.config_file import validate_model
 from legato.errors import LegatoError
 from legato.fileio import atomic_write_text
 from legato.stats.failures import FailureTable, merge_tables, read_failure_table
@@ -161,9 +162,10 @@ class StudyV2(StagedWorkflow):
         saved = Path(out) / CONFIG_NAME
         #: finished stages a config change reopens (popped from the state below)
         self.cfg, self.reopened = cfg, set()
-        self.saved_cfg = (
-            StudyV2Config.model_validate(yaml.safe_load(saved.read_text())) if saved.is_file() else None
-        )
+        self.saved_cfg = None
+        if saved.is_file():
+            old = yaml.safe_load(saved.read_text())
+            self.saved_cfg = validate_model(StudyV2Config, old, f"the study's saved config {saved}")
         super().__init__(text, out, resume, log, RUNTIME_KEYS_V2)
         if self.reopened:
             for stage in sorted(self.reopened):
