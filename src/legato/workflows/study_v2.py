@@ -6,7 +6,8 @@ new time-to-failure jobs after that many hours so that each session's stage stay
 
 ``data``      train+validation / test split and the base box (as study v1);
 ``train``     per seed one SAM run and one Adam run (every epoch's model kept), and the
-              Table-1 grid's SAM runs (``rho_grid``);
+              grids' runs (``rho_grid``: SAM per ρ, Table 1; ``lmax_grid``: Adam per l_max,
+              Table 4);
 ``select``    the arms' model files (``models/<arm>_s<seed>.pt``) and ``models.csv``;
 ``starts``    independent starting boxes per instance and size (``legato.workflows.starts``);
 ``tfail``     time-to-failure ensembles of every model at its arm's sizes;
@@ -44,7 +45,7 @@ from legato.workflows.tfail import replication_name
 STAGES_V2 = ("data", "train", "select", "starts", "tfail", "errors", "sharpness", "report")
 TITLES_V2 = {
     "data": "split the frames into training and test files, pick the base box",
-    "train": "train one SAM and one Adam run per seed (and the rho grid's SAM runs)",
+    "train": "train one SAM and one Adam run per seed (and the grids' runs)",
     "select": "pick the models of the arms",
     "starts": "independent starting boxes per instance and size",
     "tfail": "time-to-failure ensembles of every model",
@@ -73,8 +74,8 @@ DATA_TFAIL_KEYS = ("structure", "structure_index", "temperature_K")
 
 def ensembles(cfg: StudyV2Config) -> dict[tuple[str, int, tuple[int, int, int]], dict]:
     """Every time-to-failure ensemble a config asks for, per arm, model seed and replication:
-    the settings its runs depend on (the model's ρ, instances, seed, base-box choice and MD
-    protocol)."""
+    the settings its runs depend on (a grid model's ρ or l_max, instances, seed, base-box
+    choice and MD protocol)."""
     t = cfg.tfail
     base = {k: getattr(t, k, None) for k in DATA_TFAIL_KEYS}
     rhos, lmaxs = cfg.rho_arms(), cfg.lmax_arms()
@@ -94,7 +95,7 @@ def ensembles(cfg: StudyV2Config) -> dict[tuple[str, int, tuple[int, int, int]],
 
 
 def extends(old: StudyV2Config, new: StudyV2Config) -> bool:
-    """Does ``new`` only add time-to-failure ensembles (sizes, arms at sizes, or Table-1 models)
+    """Does ``new`` only add time-to-failure ensembles (sizes, arms at sizes, or grid models)
     to ``old``, leaving every ensemble ``old`` ran exactly as it was? Then a resumed study keeps
     its finished ensembles and models and runs the new ones."""
     before, after = ensembles(old), ensembles(new)
