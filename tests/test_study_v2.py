@@ -336,3 +336,47 @@ def test_a_broken_saved_config_is_one_error(tiny_data, tmp_path):
     (out / "study_config.yaml").write_text("version: 2\ndata: x\nbogus: 1\n")
     with pytest.raises(LegatoError, match="saved config .* unknown key 'bogus'"):
         StudyV2(load_study_v2_config(_config(tmp_path, tiny_data)), out, resume=True, log=lambda s: None)
+
+
+def _rows(fail: bool) -> list[dict]:
+    """Synthetic runs.csv rows: 2 arms x 2 models x 2 sizes x 4 boxes; with ``fail``, every
+    other run fails before its budget (earlier at the larger size)."""
+    rows = []
+    for arm in ("allegro", "legato"):
+        for seed in (1, 2):
+            for n, budget in ((8, 600), (64, 300)):
+                for inst in range(4):
+                    failed = fail and inst % 2 == 0
+                    t = (100 + 37 * inst + 11 * seed + (50 if arm == "legato" else 0)) * (8 / n) ** 0.3
+                    steps = int(t) if failed else budget
+                    rows.append(
+                        {
+                            "model": arm,
+                            "model_seed": seed,
+                            "n_atoms": n,
+                            "instance_seed": inst,
+                            "stage": "nve",
+                            "t_failure_steps": steps,
+                            "t_total_steps": steps + 100,
+                            "reason": "temperature" if failed else "budget",
+                            "censored": not failed,
+                        }
+                    )
+    return rows
+
+
+def test_no_beta_or_time_ratio_from_runs_that_all_reached_the_budget():
+    """A mean over runs that all reached their budget is the budget: the report gives no β and
+    no ratio of means for it (the old report printed β = log 2 / log 8 = 0.33 of the budgets)."""
+    from legato.workflows.study_v2_markdown import markdown
+    from legato.workflows.study_v2_report import analyse
+
+    quiet = analyse(_rows(fail=False), "production", 200, 0.95)
+    assert quiet["beta"] == {} and quiet["beta_tests"] == []
+    assert set(quiet["beta_omitted"]) == {"allegro", "legato"}
+    assert all("ratio_of_means" not in c and "paired" not in c for c in quiet["comparisons"])
+    text = markdown({"production": quiet}, [])
+    assert "No β for legato: every run at N = 8, 64 reached its budget" in text and "0.33" not in text
+    failing = analyse(_rows(fail=True), "production", 200, 0.95)
+    assert set(failing["beta"]) == {"allegro", "legato"} and not failing["beta_omitted"]
+    assert all("ratio_of_means" in c for c in failing["comparisons"])

@@ -92,6 +92,8 @@ def markdown(
             ["", "| model | β per model | pooled β [95 % CI] | shape homogeneity p |", "|---|---|---|---|"]
             if st["beta"]
             else ["", "No β: it needs an arm's runs at two or more sizes."]
+            if not st.get("beta_omitted")
+            else []
         )
         for arm, b in st["beta"].items():
             per = ", ".join(f"{v:.2f}" for v in b["per_model"].values())
@@ -101,6 +103,7 @@ def markdown(
                 if isinstance(sh, dict)
                 else f"| {arm} | {per} | {_iv(b['pooled'], 2)} | n/a |"
             )
+        lines += [f"\nNo β for {arm}: {why}." for arm, why in st.get("beta_omitted", {}).items()]
         for arm, b in st["beta"].items():
             w = b.get("weibull")
             lines.append(

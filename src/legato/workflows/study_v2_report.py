@@ -192,9 +192,12 @@ def analyse(
                 "a": other,
                 "b": "legato",
                 "n_atoms": n,
-                "ratio_of_means": asdict(ratio_of_means(ga, gb, n_boot, seed, confidence)),
                 "rate_ratio": _rate_comparison(expo[(other, n)], expo[("legato", n)], confidence),
             }
+            if expo[(other, n)][0] + expo[("legato", n)][0] == 0:  # both at the budget: no ratio
+                comparisons.append(c)
+                continue
+            c["ratio_of_means"] = asdict(ratio_of_means(ga, gb, n_boot, seed, confidence))
             paired = paired_on_shared(
                 [{i: v[0] for i, v in m.items()} for m in a.values()],
                 [{i: v[0] for i, v in m.items()} for m in b.values()],
@@ -217,9 +220,16 @@ def analyse(
                 {"a": other, "b": "legato", "sizes": shared, **_rate_comparison(a, b, confidence)}
             )
     betas: dict[str, Any] = {}
+    omitted: dict[str, str] = {}
     model_runs: dict[str, list[dict[int, np.ndarray]]] = {}
     censored_runs: dict[str, list[dict[int, tuple[np.ndarray, np.ndarray]]]] = {}
     for arm in arms:
+        ran = [n for n in sizes if (arm, n) in data]
+        failing = [n for n in ran if expo[(arm, n)][0] > 0]
+        if len(ran) >= 2 and len(failing) < 2:  # a mean of runs all at the budget is the budget
+            quiet = ", ".join(str(n) for n in ran if n not in failing)
+            omitted[arm] = f"every run at N = {quiet} reached its budget, so a mean there is the budget"
+            continue
         by_seed = _fitted_models(data, arm)
         if by_seed:
             censored_runs[arm] = list(by_seed.values())
@@ -257,6 +267,7 @@ def analyse(
         "comparisons": comparisons,
         "pooled_rates": pooled_rates,
         "beta": betas,
+        "beta_omitted": omitted,
         "beta_tests": beta_tests,
     }
 
@@ -332,6 +343,7 @@ def scaling_figure(rows: list[dict], stats: dict, clock: str) -> Figure:
         "allegro_2x": "tab:orange",
         "allegro_matched": "tab:purple",
     }
+    censored_only: list[tuple[float, float, str]] = []
     for arm in ARMS:
         entries = [e for e in stats["per_size"] if e["model"] == arm]
         if not entries:
@@ -348,6 +360,18 @@ def scaling_figure(rows: list[dict], stats: dict, clock: str) -> Figure:
             f", β = {beta['value']:.2f} [{beta['lo']:.2f}, {beta['hi']:.2f}]" if beta else ""
         )
         ax.errorbar(ns, m, yerr=[m - lo, hi - m], color=colors[arm], lw=2, capsize=3, marker="o", label=lab)
+        quiet = np.array([e["failed"] == 0 for e in entries])
+        censored_only += [(n, v, colors[arm]) for n, v in zip(ns[quiet], m[quiet], strict=True)]
+    for n, v, color in censored_only:  # every run at its budget: a lower bound (open marker, on top)
+        ax.plot([n], [v], "o", mfc="white", mec=color, mew=2, ms=7, zorder=5)
+    if censored_only:
+        ax.text(
+            0.02,
+            0.02,
+            "open: every run reached its budget (a lower bound)",
+            transform=ax.transAxes,
+            fontsize=7,
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("atoms N")
