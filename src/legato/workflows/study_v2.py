@@ -403,8 +403,10 @@ class StudyV2(StagedWorkflow):
                     "checkpoint_every": t.checkpoint_every,
                     "starts": None if starts is None else str(starts),
                 }
-                jobs.append((n_atoms, f"tfail_{model_key(arm, seed)}_N{n_atoms}", kw))
-        jobs.sort(key=lambda j: j[0])  # small sizes first: every model gets its base size early
+                jobs.append(((n_atoms, seed), f"tfail_{model_key(arm, seed)}_N{n_atoms}", kw))
+        # small sizes first (every model gets its base size early); within a size seed by seed,
+        # so that a study stopped part-way has the arms' same seeds (stable sort keeps arm order)
+        jobs.sort(key=lambda j: j[0])
         self.log(f"  {len(jobs)} ensemble(s) to run")
         res = self._jobs_until_deadline([(name, tfail_job, kw) for _, name, kw in jobs], "time-to-failure")
         return {"jobs": len(res)}
