@@ -380,3 +380,26 @@ def test_no_beta_or_time_ratio_from_runs_that_all_reached_the_budget():
     failing = analyse(_rows(fail=True), "production", 200, 0.95)
     assert set(failing["beta"]) == {"allegro", "legato"} and not failing["beta_omitted"]
     assert all("ratio_of_means" in c for c in failing["comparisons"])
+
+
+def test_beta_from_means_leaves_out_a_size_where_every_run_reached_its_budget():
+    """Failures at N = 8 and 64, none at N = 512: the β of means is fitted to N = 8 and 64 only
+    (a mean at 512 would be its budget), while the Weibull fit keeps 512's censored runs."""
+    from legato.workflows.study_v2_markdown import markdown
+    from legato.workflows.study_v2_report import analyse
+
+    rows = _rows(fail=True)
+    quiet = [
+        r
+        | {"n_atoms": 512, "t_failure_steps": 150, "t_total_steps": 250, "reason": "budget", "censored": True}
+        for r in rows
+        if r["n_atoms"] == 64
+    ]
+    two, three = analyse(rows, "production", 200, 0.95), analyse(rows + quiet, "production", 200, 0.95)
+    for arm in ("allegro", "legato"):
+        b2, b3 = two["beta"][arm], three["beta"][arm]
+        assert b3["sizes"] == [8, 64] and b3["quiet_sizes"] == [512] and b2["quiet_sizes"] == []
+        assert b3["pooled"] == b2["pooled"] and b3["per_model"] == b2["per_model"]
+        assert b3["weibull"]["runs"] == b2["weibull"]["runs"] + 8  # 2 models x 4 boxes
+    text = markdown({"production": three}, [])
+    assert "β of legato from means at N = 8, 64 only: every run at N = 512 reached its budget" in text

@@ -194,7 +194,7 @@ class StudyV2Config(_Strict):
         return self.grid_seeds("rho_grid" if arm in self.rho_arms() else "lmax_grid")
 
     def sizes_of(self, arm: str) -> list[tuple[int, int, int]]:
-        """Replications arm ``arm`` runs at (Table-1 arms: the base size)."""
+        """Replications arm ``arm`` runs at (the grids' arms: the base size)."""
         if arm not in ARMS:
             return parse_sizes(self.tfail.sizes)[:1]
         return parse_sizes(self.arm_sizes.get(arm, self.tfail.sizes))

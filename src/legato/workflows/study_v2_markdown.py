@@ -104,6 +104,13 @@ def markdown(
                 else f"| {arm} | {per} | {_iv(b['pooled'], 2)} | n/a |"
             )
         lines += [f"\nNo β for {arm}: {why}." for arm, why in st.get("beta_omitted", {}).items()]
+        lines += [
+            f"\nβ of {arm} from means at N = {', '.join(map(str, b['sizes']))} only: every run at "
+            f"N = {', '.join(map(str, b['quiet_sizes']))} reached its budget (the Weibull fit takes "
+            "those as censored runs)."
+            for arm, b in st["beta"].items()
+            if b.get("quiet_sizes")
+        ]
         for arm, b in st["beta"].items():
             w = b.get("weibull")
             lines.append(

@@ -34,7 +34,7 @@ from legato.stats.per_model import arm_summaries, paired_by_seed, rank_correlati
 from legato.stats.rates import exposure, poisson_rate, rate_ratio
 from legato.workflows.plots import plot_outliers, plot_survival, save_png
 from legato.workflows.staged import csv_text, json_default
-from legato.workflows.study_v2_config import ARMS, LMAX_PREFIX, RHO_PREFIX, arm_label, is_arm
+from legato.workflows.study_v2_config import ARMS, arm_label, is_arm
 from legato.workflows.study_v2_energy import ENERGY_COLUMNS, energy_rows, energy_stats
 from legato.workflows.study_v2_grids import grid_sections
 from legato.workflows.study_v2_markdown import markdown
@@ -79,17 +79,9 @@ def split_label(label: str) -> tuple[str, int]:
     return arm, int(seed)
 
 
-def _arm_order(arm: str) -> tuple[int, float]:
-    """The four arms in :data:`ARMS` order, then the Table-1 arms by ρ, the Table-4 arms by l_max."""
-    if arm in ARMS:
-        return ARMS.index(arm), 0.0
-    if arm.startswith(RHO_PREFIX):
-        return len(ARMS), float(arm.removeprefix(RHO_PREFIX))
-    return len(ARMS) + 1, float(arm.removeprefix(LMAX_PREFIX))
-
-
-def run_rows(table: FailureTable, budgets: dict[int, int]) -> list[dict[str, Any]]:
-    """One row per run of the merged failure tables (columns :data:`RUN_COLUMNS`)."""
+def run_rows(table: FailureTable, budgets: dict[int, int], arms: list[str]) -> list[dict[str, Any]]:
+    """One row per run of the merged failure tables (columns :data:`RUN_COLUMNS`), the arms in
+    the order of ``arms`` (:meth:`StudyV2Config.arms`)."""
     rows = []
     for r in table:
         arm, seed = split_label(r.model)
@@ -108,7 +100,8 @@ def run_rows(table: FailureTable, budgets: dict[int, int]) -> list[dict[str, Any
                 "censored": r.censored,
             }
         )
-    rows.sort(key=lambda d: (_arm_order(d["model"]), d["model_seed"], d["n_atoms"], d["instance_seed"]))
+    rank = {arm: i for i, arm in enumerate(arms)}
+    rows.sort(key=lambda d: (rank[d["model"]], d["model_seed"], d["n_atoms"], d["instance_seed"]))
     return rows
 
 
@@ -230,13 +223,17 @@ def analyse(
             quiet = ", ".join(str(n) for n in ran if n not in failing)
             omitted[arm] = f"every run at N = {quiet} reached its budget, so a mean there is the budget"
             continue
-        by_seed = _fitted_models(data, arm)
+        # means only where runs failed (elsewhere a mean is the budget); the Weibull fit takes
+        # every size, a size whose runs all reached the budget entering as censored runs
+        by_seed = _fitted_models(data, arm, failing)
         if by_seed:
-            censored_runs[arm] = list(by_seed.values())
-            runs = [{n: t for n, (t, _) in m.items()} for m in censored_runs[arm]]
+            censored_runs[arm] = list(_fitted_models(data, arm, ran).values())
+            runs = [{n: t for n, (t, _) in m.items()} for m in by_seed.values()]
             model_runs[arm] = runs
             pb = pooled_beta(runs, n_boot, seed, confidence)
             betas[arm] = {**asdict(pb), "per_model": dict(zip(by_seed, pb.per_model, strict=True))}
+            betas[arm]["sizes"] = failing
+            betas[arm]["quiet_sizes"] = [n for n in ran if n not in failing]
             samples = {n: _pooled_sample(data[(arm, n)]) for n in sizes if (arm, n) in data}
             try:
                 lr, p, dof = shape_homogeneity(samples)
@@ -316,12 +313,14 @@ def outlier_table(summaries: list[dict]) -> list[dict]:
     return out
 
 
-def _fitted_models(data: dict, arm: str) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """The arm's models with runs at >= 2 sizes (those a β can be fitted to), by seed in
-    order: n_atoms -> (times, censored)."""
+def _fitted_models(
+    data: dict, arm: str, sizes: list[int]
+) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """The arm's models with runs at >= 2 of ``sizes`` (those a β can be fitted to), by seed
+    in order: n_atoms -> (times, censored)."""
     by_seed: dict[int, dict] = defaultdict(dict)
     for (a, n), models in data.items():
-        if a == arm:
+        if a == arm and n in sizes:
             for s, m in models.items():
                 by_seed[s][n] = (np.array([v[0] for v in m.values()]), np.array([v[1] for v in m.values()]))
     return {s: by_seed[s] for s in sorted(by_seed) if len(by_seed[s]) >= 2}
@@ -452,7 +451,7 @@ def write_report(study: StudyV2) -> dict:
     for arm in cfg.arms():
         for reps in cfg.sizes_of(arm):
             budgets[n0 * reps[0] * reps[1] * reps[2]] = cfg.tfail.budget(reps)
-    rows = run_rows(table, budgets)
+    rows = run_rows(table, budgets, cfg.arms())
     atomic_write_text(study.out / "runs.csv", csv_text(rows, RUN_COLUMNS), overwrite=True)
     a = cfg.analysis
     dt = cfg.tfail.timestep_fs
