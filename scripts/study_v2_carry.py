@@ -16,11 +16,18 @@ On a fresh checkout, create the folder first (the data stage takes seconds):
     legato study configs/study_v2.yaml --out runs/study_v2 --resume --max-hours 2.3
 
 and after a session's training: ``python scripts/study_v2_carry.py save``.
+
+With ``--ensembles DIR`` (e.g. ``docs/results/study_v2_table1/tfail``) ``save`` also copies every
+finished time-to-failure ensemble of the study (its failures.csv, outliers.csv, protocol.json,
+models.json, runs.jsonl and each MD batch's thermo.csv, gzipped: what ``--resume`` needs to skip
+it and the report needs to read it) and ``restore`` puts them back, so that a stage stopped
+part-way does not lose the ensembles it finished when the machine does.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -32,6 +39,8 @@ from legato.workflows.study_v2_report import portable_model_copy
 REPO = Path(__file__).resolve().parents[1]
 CARRY = REPO / "docs" / "results" / "study_v2" / "train"
 TEXT = ("log.csv", "summary.json", "stats.json", "learning_curves.png")
+#: an ensemble folder's files that --resume and the report read (besides md/*/*/thermo.csv)
+ENSEMBLE = ("failures.csv", "outliers.csv", "protocol.json", "models.json", "runs.jsonl")
 
 
 def _carry(run: Path, models: list[str]) -> None:
@@ -70,6 +79,51 @@ def save(study: Path, config: Path) -> None:
                 print(f"{run.name}: not finished, not carried")
 
 
+def save_ensembles(study: Path, config: Path, dest: Path) -> None:
+    """Copy every finished ensemble's :data:`ENSEMBLE` files and gzipped thermo.csv to ``dest``."""
+    from legato.workflows.study_v2 import StudyV2
+
+    st = StudyV2(load_study_v2_config(config), study, resume=True, log=lambda _: None)
+    n_done = 0
+    for arm, seed in st.models():
+        for reps in st.cfg.sizes_of(arm):
+            if not st.ensemble_done(arm, seed, reps):
+                continue
+            src = st.tfail_dir(arm, seed, reps)
+            out = dest / src.relative_to(study / "tfail")
+            out.mkdir(parents=True, exist_ok=True)
+            for name in ENSEMBLE:
+                if (src / name).is_file():
+                    shutil.copyfile(src / name, out / name)
+            for thermo in sorted((src / "md").glob("*/N*_s*/thermo.csv")):
+                gz = out / thermo.relative_to(src).with_suffix(".csv.gz")
+                gz.parent.mkdir(parents=True, exist_ok=True)
+                with open(thermo, "rb") as fin, gzip.GzipFile(gz, "wb", mtime=0) as fout:
+                    shutil.copyfileobj(fin, fout)
+            n_done += 1
+    print(f"{n_done} finished ensemble(s) carried to {dest}")
+
+
+def restore_ensembles(study: Path, src: Path) -> None:
+    """Put the ensembles :func:`save_ensembles` carried back (files already there are kept)."""
+    if not src.is_dir():
+        raise SystemExit(f"error: no carried ensembles in {src}")
+    n_files = 0
+    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = f.relative_to(src)
+        target = study / "tfail" / (rel.with_suffix("") if f.suffix == ".gz" else rel)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if f.suffix == ".gz":
+            with gzip.open(f, "rb") as fin, open(target, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        else:
+            shutil.copyfile(f, target)
+        n_files += 1
+    print(f"{n_files} ensemble file(s) restored to {study / 'tfail'}")
+
+
 def restore(study: Path) -> None:
     if not CARRY.is_dir():
         raise SystemExit(f"error: nothing to restore in {CARRY}")
@@ -91,11 +145,16 @@ def main() -> None:
     ap.add_argument("mode", choices=("save", "restore"))
     ap.add_argument("--study", default="runs/study_v2")
     ap.add_argument("--config", default="configs/study_v2.yaml")
+    ap.add_argument("--ensembles", type=Path, help="also carry the finished ensembles to/from this folder")
     args = ap.parse_args()
     if args.mode == "save":
         save(Path(args.study), Path(args.config))
+        if args.ensembles:
+            save_ensembles(Path(args.study), Path(args.config), args.ensembles)
     else:
         restore(Path(args.study))
+        if args.ensembles:
+            restore_ensembles(Path(args.study), args.ensembles)
 
 
 if __name__ == "__main__":
