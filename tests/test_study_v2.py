@@ -57,16 +57,25 @@ def test_config_schema(tiny_data, tmp_path):
         assert load_study_v2_config(CONFIGS / name).version == 2
     # the variants reuse tier 1's trained models (through ``base``): everything upstream of MD matches
     tier1 = load_study_v2_config(CONFIGS / "study_v2.yaml")
-    nvt, dt24 = (load_study_v2_config(CONFIGS / f"study_v2_{n}.yaml") for n in ("nvt_only", "dt24"))
-    for variant in (nvt, dt24):
-        for key in ("data", "data_index", "split_seed", "train_frames", "train", "seeds", "rho", "epochs"):
+    nvt, dt24, t1, t4 = (
+        load_study_v2_config(CONFIGS / f"study_v2_{n}.yaml") for n in ("nvt_only", "dt24", "table1", "table4")
+    )
+    for variant in (nvt, dt24, t1, t4):
+        for key in ("data", "data_index", "split_seed", "train_frames", "train", "rho", "epochs"):
             assert getattr(variant, key) == getattr(tier1, key), key
+        assert set(variant.seeds) <= set(tier1.seeds)
     assert nvt.tfail.production == "nvt" and tier1.tfail.production == "nve"
     assert dt24.tfail.timestep_fs == 2.4 and dt24.tfail.production == "nve"
-    # Table 1 (the paper's six rho, in the 2.4-fs study) and Table 4 (l_max 0 and 2) configs
+    # Tables 1 and 4 at the 2.4-fs protocol, at its base size: the paper's six rho, l_max 0, 1, 2
+    for grid in (t1, t4):
+        assert grid.tfail.protocol((1, 1, 1)) == dt24.tfail.protocol((1, 1, 1))
+        assert grid.tfail.sizes == [1] and grid.tfail.instances == dt24.tfail.instances
+    assert sorted([t1.rho, *t1.rho_grid.rhos]) == [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05]
+    assert t1.grid_seeds("rho_grid") == t1.seeds and not t1.lmax_grid.l_max
+    assert sorted([t4.base_lmax(), *t4.lmax_grid.l_max]) == [0, 1, 2] and not t4.rho_grid.rhos
+    assert t4.grid_seeds("lmax_grid") == t4.seeds
     from legato.train.config import parse_config
 
-    assert sorted([dt24.rho, *dt24.rho_grid.rhos]) == [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05]
     for lmax in (0, 2):
         train = parse_config(yaml.safe_load((CONFIGS / f"table4_lmax{lmax}.yaml").read_text()), "table4")
         assert train.model["l_max"] == lmax

@@ -160,13 +160,10 @@ class StudyV2(StagedWorkflow):
         max_hours: float | None = None,
     ) -> None:
         text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-        saved = Path(out) / CONFIG_NAME
         #: finished stages a config change reopens (popped from the state below)
         self.cfg, self.reopened = cfg, set()
-        self.saved_cfg = None
-        if saved.is_file():
-            old = yaml.safe_load(saved.read_text())
-            self.saved_cfg = validate_model(StudyV2Config, old, f"the study's saved config {saved}")
+        #: the study's saved config, validated (set by :meth:`normalized` on a resumed study)
+        self.saved_cfg: StudyV2Config | None = None
         super().__init__(text, out, resume, log, RUNTIME_KEYS_V2)
         if self.reopened:
             for stage in sorted(self.reopened):
@@ -178,7 +175,9 @@ class StudyV2(StagedWorkflow):
         self.deadline = None if max_hours is None else time.monotonic() + 3600.0 * max_hours
 
     def normalized(self, saved: dict[str, Any]) -> dict[str, Any]:
-        return saved if self.saved_cfg is None else self.saved_cfg.model_dump(mode="json")
+        where = f"the study's saved config {self.out / CONFIG_NAME}"
+        self.saved_cfg = validate_model(StudyV2Config, saved, where)
+        return self.saved_cfg.model_dump(mode="json")
 
     def changeable(self, section: str, old: Any, new: Any) -> bool:
         stages = SECTION_STAGES.get(section)
