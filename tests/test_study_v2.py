@@ -81,6 +81,8 @@ def test_config_schema(tiny_data, tmp_path):
         assert train.model["l_max"] == lmax
     with pytest.raises(LegatoError, match="arm_sizes"):
         load_study_v2_config(_config(tmp_path, tiny_data, arm_sizes={"adam": [1]}))
+    no_md = load_study_v2_config(_config(tmp_path, tiny_data, arm_sizes={"allegro_2x": []}))
+    assert no_md.sizes_of("allegro_2x") == [] and len(no_md.sizes_of("allegro_matched")) == 2
     with pytest.raises(LegatoError, match="seeds"):
         load_study_v2_config(_config(tmp_path, tiny_data, seeds=[1, 1]))
     with pytest.raises(LegatoError, match="Legato arm's rho"):

@@ -129,7 +129,7 @@ class StudyV2Config(_Strict):
     rho: float = Field(0.005, gt=0)  # SAM ρ of the Legato arm
     epochs: int = Field(20, ge=1)  # SAM epochs; Adam runs adam_factor × epochs
     adam_factor: int = Field(2, ge=1)
-    #: sizes each arm runs at (keys: arms; default: every arm at every tfail size)
+    #: sizes each arm runs at (keys: arms; default: every arm at every tfail size; []: no MD)
     arm_sizes: dict[str, list[int | str]] = Field(default_factory=dict)
     rho_grid: RhoGridSection = Field(default_factory=RhoGridSection)
     lmax_grid: LmaxGridSection = Field(default_factory=LmaxGridSection)
@@ -154,7 +154,7 @@ class StudyV2Config(_Strict):
         for arm, wanted in self.arm_sizes.items():
             if arm not in ARMS:
                 raise ValueError(f"arm_sizes: unknown arm {arm!r} (arms: {', '.join(ARMS)})")
-            for reps in parse_sizes(wanted):
+            for reps in parse_sizes(wanted) if wanted else []:  # []: the arm runs no MD
                 if reps not in sizes:
                     raise ValueError(f"arm_sizes.{arm}: size {replication_name(reps)} is not in tfail.sizes")
         if self.rho in self.rho_grid.rhos:
@@ -197,7 +197,8 @@ class StudyV2Config(_Strict):
         """Replications arm ``arm`` runs at (the grids' arms: the base size)."""
         if arm not in ARMS:
             return parse_sizes(self.tfail.sizes)[:1]
-        return parse_sizes(self.arm_sizes.get(arm, self.tfail.sizes))
+        wanted = self.arm_sizes.get(arm, self.tfail.sizes)
+        return parse_sizes(wanted) if wanted else []
 
 
 def train_config(
