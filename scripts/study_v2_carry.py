@@ -39,8 +39,9 @@ from legato.workflows.study_v2_report import portable_model_copy
 REPO = Path(__file__).resolve().parents[1]
 CARRY = REPO / "docs" / "results" / "study_v2" / "train"
 TEXT = ("log.csv", "summary.json", "stats.json", "learning_curves.png")
-#: an ensemble folder's files that --resume and the report read (besides md/*/*/thermo.csv)
-ENSEMBLE = ("failures.csv", "outliers.csv", "protocol.json", "models.json", "runs.jsonl")
+#: an ensemble folder's small files that --resume and the report read (besides the gzipped
+#: outliers.csv and md/*/*/thermo.csv)
+ENSEMBLE = ("failures.csv", "protocol.json", "models.json", "runs.jsonl")
 
 
 def _carry(run: Path, models: list[str]) -> None:
@@ -95,11 +96,12 @@ def save_ensembles(study: Path, config: Path, dest: Path) -> None:
             for name in ENSEMBLE:
                 if (src / name).is_file():
                     shutil.copyfile(src / name, out / name)
-            for thermo in sorted((src / "md").glob("*/N*_s*/thermo.csv")):
-                gz = out / thermo.relative_to(src).with_suffix(".csv.gz")
-                gz.parent.mkdir(parents=True, exist_ok=True)
-                with open(thermo, "rb") as fin, gzip.GzipFile(gz, "wb", mtime=0) as fout:
-                    shutil.copyfileobj(fin, fout)
+            for table in [src / "outliers.csv", *sorted((src / "md").glob("*/N*_s*/thermo.csv"))]:
+                if table.is_file():  # the large tables, gzipped
+                    gz = out / table.relative_to(src).with_suffix(".csv.gz")
+                    gz.parent.mkdir(parents=True, exist_ok=True)
+                    with open(table, "rb") as fin, gzip.GzipFile(gz, "wb", mtime=0) as fout:
+                        shutil.copyfileobj(fin, fout)
             n_done += 1
     print(f"{n_done} finished ensemble(s) carried to {dest}")
 

@@ -414,3 +414,28 @@ def test_beta_from_means_leaves_out_a_size_where_every_run_reached_its_budget():
         assert b3["weibull"]["runs"] == b2["weibull"]["runs"] + 8  # 2 models x 4 boxes
     text = markdown({"production": three}, [])
     assert "β of legato from means at N = 8, 64 only: every run at N = 512 reached its budget" in text
+
+
+def test_grid_trends_rank_the_grid_models_by_their_value():
+    from legato.workflows.study_v2_grids import grid_trends, trend_markdown
+
+    points = [(0.0, "allegro"), (0.01, "legato"), (0.05, "legato_rho0.05")]
+    seeds = [1, 2]
+    # survival falls with rho for both seeds; seed 2 lives longer; a larger size is ignored
+    mean = {("allegro", 1): 900, ("legato", 1): 600, ("legato_rho0.05", 1): 300}
+    mean |= {(a, 2): m + 50 for (a, _), m in mean.items()}
+    runs = [
+        {"model": a, "model_seed": s, "n_atoms": 128, "instance_seed": i, "t_failure_steps": m + d}
+        for (a, s), m in mean.items()
+        for i, d in enumerate((-10, 10))
+    ] + [{"model": "allegro", "model_seed": 1, "n_atoms": 1024, "instance_seed": 0, "t_failure_steps": 1}]
+    models = [{"model": a, "model_seed": s, "forces_rmse_meV_A": 1000.0 / m} for (a, s), m in mean.items()]
+    sharp = [
+        {"model": a, "model_seed": s, "worst_case_value": 0.03 - x / 2} for x, a in points for s in seeds
+    ]
+    t = grid_trends(points, seeds, runs, models, sharp)
+    assert t["x_vs_mean_nve_steps"]["models"] == 6 and t["x_vs_mean_nve_steps"]["spearman"] < -0.8
+    assert t["test_forces_rmse_meV_A_vs_mean_nve_steps"]["spearman"] == pytest.approx(-1.0)
+    assert t["x_vs_sharpness_worst_case"]["spearman"] < -0.8
+    assert "| ρ vs mean NVE steps | -0.96 (p = 0.0028, 6) |" in trend_markdown(t, "ρ")
+    assert grid_trends(points[:1], seeds, runs, models, sharp)["x_vs_mean_nve_steps"] is None  # 2 models

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from legato.stats.hierarchical import hierarchical_mean, paired_on_shared
-from legato.stats.per_model import arm_summaries, paired_by_seed
+from legato.stats.per_model import arm_summaries, paired_by_seed, rank_correlation
 from legato.stats.rates import exposure, poisson_rate, rate_ratio
 from legato.workflows.plots import save_png
 from legato.workflows.study_v2_config import arm_label
@@ -128,6 +128,61 @@ def grid_rows(
                 row["paired_vs_reference"] = asdict(paired)
         out.append(row)
     return out
+
+
+def grid_trends(
+    points: list[tuple[float, str]],
+    seeds: list[int],
+    runs: list[dict],
+    models: list[dict],
+    sharpness: list[dict],
+) -> dict[str, dict | None]:
+    """Spearman rank correlations over a grid's models ((arm, seed) of ``points`` × ``seeds``) at
+    the smallest size in ``runs``: of the grid value x with each model's mean NVE steps (a
+    censored run at its budget), test force RMSE and worst-case sharpness, and of the mean NVE
+    steps with the force error and the sharpness (None where fewer than 4 models have both)."""
+    n0 = min(r["n_atoms"] for r in runs)
+    x_of = dict((arm, x) for x, arm in points)
+    steps: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for r in runs:
+        if r["n_atoms"] == n0 and r["model"] in x_of and r["model_seed"] in seeds:
+            steps[(r["model"], r["model_seed"])].append(float(r["t_failure_steps"]))
+    per_model = {
+        "x": {(arm, s): x_of[arm] for arm in x_of for s in seeds},
+        "mean_nve_steps": {k: float(np.mean(v)) for k, v in steps.items()},
+    }
+    for key, table, column in MEASURES:
+        if key not in ("test_forces_rmse_meV_A", "sharpness_worst_case"):
+            continue
+        tab = models if table == "models" else sharpness
+        by_arm = _per_model(tab, column, set(x_of), seeds)
+        per_model[key] = {(arm, s): v for arm, vals in by_arm.items() for s, v in vals.items()}
+    return {
+        f"{a}_vs_{b}": rank_correlation(per_model[a], per_model[b])
+        for a, b in (
+            ("x", "mean_nve_steps"),
+            ("x", "test_forces_rmse_meV_A"),
+            ("x", "sharpness_worst_case"),
+            ("test_forces_rmse_meV_A", "mean_nve_steps"),
+            ("sharpness_worst_case", "mean_nve_steps"),
+        )
+    }
+
+
+def trend_markdown(trends: dict[str, dict | None], x_name: str) -> list[str]:
+    """The rank correlations of :func:`grid_trends` as a markdown table."""
+    names = {
+        "x": x_name,
+        "mean_nve_steps": "mean NVE steps",
+        "test_forces_rmse_meV_A": "test F RMSE",
+        "sharpness_worst_case": "worst-case sharpness",
+    }
+    lines = ["| over the grid's models | Spearman (p, models) |", "|---|---|"]
+    for key, c in trends.items():
+        a, _, b = key.partition("_vs_")
+        cell = f"{c['spearman']:.2f} (p = {c['p']:.2g}, {c['models']})" if c else "n/a"
+        lines.append(f"| {names[a]} vs {names[b]} | {cell} |")
+    return lines
 
 
 def best_rho(rows: list[dict]) -> float | None:
@@ -344,8 +399,10 @@ def grid_sections(
             a.confidence,
             a.seed,
         )
-        rows_by[grid] = rows
+        trends = grid_trends(points, seeds, runs, models, sharpness)
+        rows_by[grid], rows_by[f"{grid}_trends"] = rows, trends
         lines += to_markdown(rows, seeds)
+        lines += [*trend_markdown(trends, "ρ" if grid == "rho_grid" else "l_max"), ""]
         if len(rows) > 1:
             save_png(to_figure(rows), study.out / png, overwrite=True)
     return rows_by, lines
